@@ -1,0 +1,269 @@
+// Package natsstore keeps Trustlog's events on a NATS JetStream stream: it
+// creates the stream, appends events under an expected last sequence, and
+// follows the stream in order for projections.
+//
+// It is a wiring package: only hosts (local/, Lambda mains) and tests use it.
+package natsstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/trustlog/trustlog/events"
+)
+
+// DefaultStream is the name of the stream holding every Trustlog event.
+const DefaultStream = "TRUSTLOG"
+
+// Config configures a Store. The zero value is valid: stream TRUSTLOG, one
+// replica, a two-minute duplicate window.
+type Config struct {
+	// Stream is the stream name; "" means DefaultStream.
+	Stream string
+	// Replicas is the number of stream replicas: 1 for an embedded server,
+	// 3 for a cluster. 0 means 1.
+	Replicas int
+	// Duplicates is the window in which a repeated event id is dropped; 0 means two minutes.
+	Duplicates time.Duration
+}
+
+// Validate reports whether c can be used.
+func (c Config) Validate() error {
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("natsstore: replicas must be between 1 and 5, got %d", c.Replicas)
+	}
+	if c.Duplicates < 0 {
+		return errors.New("natsstore: negative duplicate window")
+	}
+	return nil
+}
+
+func (c Config) stream() string {
+	if c.Stream == "" {
+		return DefaultStream
+	}
+	return c.Stream
+}
+
+// Store appends to and reads from the Trustlog stream. It is safe for
+// concurrent use.
+type Store struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream string
+}
+
+// Open creates the stream if it does not exist (or updates its settings) and
+// returns a Store on it.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsstore: %w", err)
+	}
+	replicas := cfg.Replicas
+	if replicas == 0 {
+		replicas = 1
+	}
+	dups := cfg.Duplicates
+	if dups == 0 {
+		dups = 2 * time.Minute
+	}
+	sc := jetstream.StreamConfig{
+		Name:               cfg.stream(),
+		Description:        "Trustlog events: the source of truth of the trust store",
+		Subjects:           []string{events.SubjectPrefix + ".>"},
+		Storage:            jetstream.FileStorage,
+		Retention:          jetstream.LimitsPolicy,
+		Replicas:           replicas,
+		Duplicates:         dups,
+		DenyDelete:         true,
+		DenyPurge:          true,
+		AllowAtomicPublish: true,
+		AllowDirect:        true,
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		return nil, fmt.Errorf("natsstore: create stream %s: %w", sc.Name, err)
+	}
+	return &Store{nc: nc, js: js, stream: sc.Name}, nil
+}
+
+// Stream returns the name of the stream.
+func (s *Store) Stream() string { return s.stream }
+
+// LastSeq returns the sequence of the last event on the stream (0 if empty).
+func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return 0, fmt.Errorf("natsstore: stream info: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("natsstore: stream info: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Append stores envs as one atomic unit after the event at sequence expect,
+// whose stored bytes hash to prevHash. It fills in each envelope's PrevHash,
+// and returns the sequence of the last event written. If the stream has
+// moved past expect, nothing is written and the error wraps events.ErrConflict.
+func (s *Store) Append(ctx context.Context, expect uint64, prevHash string, envs ...events.Envelope) (uint64, error) {
+	if len(envs) == 0 {
+		return expect, nil
+	}
+	msgs := make([]*nats.Msg, len(envs))
+	for i := range envs {
+		envs[i].PrevHash = prevHash
+		raw, err := envs[i].Marshal()
+		if err != nil {
+			return 0, err
+		}
+		prevHash = events.Hash(raw)
+		m := nats.NewMsg(envs[i].Subject)
+		if envs[i].Subject == "" {
+			return 0, fmt.Errorf("natsstore: event %s has no subject", envs[i].Type)
+		}
+		m.Data = raw
+		m.Header.Set("Content-Type", events.ContentType)
+		m.Header.Set(jetstream.MsgIDHeader, envs[i].ID)
+		msgs[i] = m
+	}
+	if len(msgs) == 1 {
+		msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(expect, 10))
+		ack, err := s.js.PublishMsg(ctx, msgs[0])
+		if err != nil {
+			return 0, mapErr(err)
+		}
+		return ack.Sequence, nil
+	}
+	return s.appendBatch(ctx, expect, msgs)
+}
+
+// appendBatch publishes msgs as a JetStream atomic batch: either all of them
+// are stored, contiguously, or none.
+func (s *Store) appendBatch(ctx context.Context, expect uint64, msgs []*nats.Msg) (uint64, error) {
+	id := msgs[0].Header.Get(jetstream.MsgIDHeader)
+	msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(expect, 10))
+	for i, m := range msgs {
+		m.Header.Set("Nats-Batch-Id", id)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i < len(msgs)-1 {
+			if err := s.nc.PublishMsg(m); err != nil {
+				return 0, fmt.Errorf("natsstore: batch publish: %w", err)
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+	}
+	resp, err := s.nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
+	if err != nil {
+		return 0, fmt.Errorf("natsstore: batch commit: %w", err)
+	}
+	var ack struct {
+		Sequence uint64              `json:"seq"`
+		Error    *jetstream.APIError `json:"error"`
+		Count    int                 `json:"count"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("natsstore: batch commit reply: %w", err)
+	}
+	if ack.Error != nil {
+		return 0, mapErr(ack.Error)
+	}
+	if ack.Count != len(msgs) {
+		return 0, fmt.Errorf("natsstore: batch committed %d of %d events", ack.Count, len(msgs))
+	}
+	return ack.Sequence, nil
+}
+
+func mapErr(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return fmt.Errorf("%w: %s", events.ErrConflict, apiErr.Description)
+	}
+	return fmt.Errorf("natsstore: append: %w", err)
+}
+
+// Follow delivers the stream's events in order, from sequence from (1 for
+// the beginning), until ctx ends or the stream fails. fn receives each
+// record and the number of records still pending behind it on the server
+// (0 when it was the last one known). When no event arrives within idle,
+// Follow checks the stream is reachable and calls contact, so the caller knows
+// when it last heard from the stream.
+func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn func(rec events.Record, pending uint64), contact func(time.Time)) error {
+	if idle <= 0 {
+		idle = time.Second
+	}
+	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		occ.OptStartSeq = from
+	}
+	oc, err := s.js.OrderedConsumer(ctx, s.stream, occ)
+	if err != nil {
+		return fmt.Errorf("natsstore: follow: %w", err)
+	}
+	it, err := oc.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return fmt.Errorf("natsstore: follow: %w", err)
+	}
+	defer it.Stop()
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		msg, err := it.Next(jetstream.NextMaxWait(idle))
+		if err != nil {
+			if errors.Is(err, nats.ErrTimeout) {
+				pctx, cancel := context.WithTimeout(ctx, idle)
+				_, perr := s.LastSeq(pctx)
+				cancel()
+				if perr == nil {
+					contact(time.Now())
+				}
+				continue
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("natsstore: follow: %w", err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("natsstore: follow: %w", err)
+		}
+		contact(time.Now())
+		fn(events.Record{Seq: meta.Sequence.Stream, Raw: msg.Data()}, meta.NumPending)
+	}
+}
+
+// Read returns the stored records with sequences in [from, to], in order,
+// fetched directly (not through a consumer). It is meant for audit and
+// history, not for the hot path.
+func (s *Store) Read(ctx context.Context, from, to uint64) ([]events.Record, error) {
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return nil, fmt.Errorf("natsstore: read: %w", err)
+	}
+	var out []events.Record
+	for seq := max(from, 1); seq <= to; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			return nil, fmt.Errorf("natsstore: read %d: %w", seq, err)
+		}
+		out = append(out, events.Record{Seq: m.Sequence, Raw: m.Data})
+	}
+	return out, nil
+}

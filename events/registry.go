@@ -1,0 +1,41 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// registry maps every known versioned type name to a constructor of its
+// payload. Old versions stay here forever.
+var registry = map[string]func() Payload{
+	CertificateTrusted{}.EventType(): func() Payload { return &CertificateTrusted{} },
+	CertificateUpdated{}.EventType(): func() Payload { return &CertificateUpdated{} },
+	CertificateRemoved{}.EventType(): func() Payload { return &CertificateRemoved{} },
+	ConfigChanged{}.EventType():      func() Payload { return &ConfigChanged{} },
+}
+
+// Types returns every event type this version of Trustlog decodes, sorted.
+func Types() []string {
+	out := make([]string, 0, len(registry))
+	for t := range registry {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Payload decodes the envelope's data into its typed payload, a pointer to
+// one of the event structs of this package. It returns an error wrapping
+// ErrUnknownType for a type it does not know.
+func (e *Envelope) Payload() (Payload, error) {
+	mk, ok := registry[e.Type]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownType, e.Type)
+	}
+	p := mk()
+	if err := json.Unmarshal(e.Data, p); err != nil {
+		return nil, fmt.Errorf("events: decode %s: %w", e.Type, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,146 @@
+// Package api defines the JSON shapes of Trustlog's REST API, which is
+// wire-compatible with the LXD and Incus 1.0 API: the response envelope,
+// the server object and the certificate objects. Both the server functions
+// and the trustlog CLI use these types.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Response types and statuses of the envelope.
+const (
+	TypeSync  = "sync"
+	TypeAsync = "async"
+	TypeError = "error"
+)
+
+// Response is the envelope of every /1.0 reply. Every key is always
+// present, in this order.
+type Response struct {
+	Type       string          `json:"type"`
+	Status     string          `json:"status"`
+	StatusCode int             `json:"status_code"`
+	Operation  string          `json:"operation"`
+	ErrorCode  int             `json:"error_code"`
+	Error      string          `json:"error"`
+	Metadata   json.RawMessage `json:"metadata"`
+}
+
+// Server is the /1.0 object. Fields after Public are present only for a
+// trusted caller (Environment is nil otherwise).
+type Server struct {
+	Config        map[string]string `json:"config"`
+	APIExtensions []string          `json:"api_extensions"`
+	APIStatus     string            `json:"api_status"`
+	APIVersion    string            `json:"api_version"`
+	Auth          string            `json:"auth"`
+	Public        bool              `json:"public"`
+	AuthMethods   []string          `json:"auth_methods"`
+	// ClientCertificate is LXD's flag: the TLS peer presented a certificate.
+	ClientCertificate bool `json:"client_certificate"`
+
+	AuthUserName   string             `json:"auth_user_name,omitempty"`
+	AuthUserMethod string             `json:"auth_user_method,omitempty"`
+	Environment    *ServerEnvironment `json:"environment,omitempty"`
+}
+
+// ServerPut is the body of PUT and PATCH /1.0.
+type ServerPut struct {
+	Config map[string]string `json:"config"`
+}
+
+// ServerEnvironment describes the server to a trusted caller. Trustlog is an
+// authentication service, so the container-related fields are empty.
+type ServerEnvironment struct {
+	Addresses               []string          `json:"addresses"`
+	Architectures           []string          `json:"architectures"`
+	Certificate             string            `json:"certificate"`
+	CertificateFingerprint  string            `json:"certificate_fingerprint"`
+	Driver                  string            `json:"driver"`
+	DriverVersion           string            `json:"driver_version"`
+	Firewall                string            `json:"firewall"`
+	Kernel                  string            `json:"kernel"`
+	KernelArchitecture      string            `json:"kernel_architecture"`
+	KernelFeatures          map[string]string `json:"kernel_features"`
+	KernelVersion           string            `json:"kernel_version"`
+	LXCFeatures             map[string]string `json:"lxc_features"`
+	OSName                  string            `json:"os_name"`
+	OSVersion               string            `json:"os_version"`
+	Project                 string            `json:"project"`
+	Server                  string            `json:"server"`
+	ServerClustered         bool              `json:"server_clustered"`
+	ServerEventMode         string            `json:"server_event_mode"`
+	ServerName              string            `json:"server_name"`
+	ServerPid               int               `json:"server_pid"`
+	ServerVersion           string            `json:"server_version"`
+	Storage                 string            `json:"storage"`
+	StorageVersion          string            `json:"storage_version"`
+	StorageSupportedDrivers []StorageDriver   `json:"storage_supported_drivers"`
+}
+
+// StorageDriver is an element of ServerEnvironment.StorageSupportedDrivers;
+// its keys are capitalised on the wire, as upstream.
+type StorageDriver struct {
+	Name    string `json:"Name"`
+	Version string `json:"Version"`
+	Remote  bool   `json:"Remote"`
+}
+
+// Certificate is a trust-store entry as GET returns it.
+type Certificate struct {
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	Restricted  bool     `json:"restricted"`
+	Projects    []string `json:"projects"`
+	Certificate string   `json:"certificate"`
+	Description string   `json:"description"`
+	Fingerprint string   `json:"fingerprint"`
+}
+
+// Writable returns the fields PUT accepts.
+func (c Certificate) Writable() CertificatePut {
+	return CertificatePut{Name: c.Name, Type: c.Type, Restricted: c.Restricted, Projects: c.Projects, Certificate: c.Certificate, Description: c.Description}
+}
+
+// CertificatePut is the body of PUT and PATCH /1.0/certificates/{fingerprint}.
+type CertificatePut struct {
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	Restricted  bool     `json:"restricted"`
+	Projects    []string `json:"projects"`
+	Certificate string   `json:"certificate"`
+	Description string   `json:"description"`
+}
+
+// CertificatesPost is the body of POST /1.0/certificates. Certificate is
+// base64 DER or PEM; Token asks for a trust token; TrustToken redeems one.
+type CertificatesPost struct {
+	Name        string   `json:"name"`
+	Type        string   `json:"type"`
+	Restricted  bool     `json:"restricted"`
+	Projects    []string `json:"projects"`
+	Certificate string   `json:"certificate"`
+	Description string   `json:"description"`
+	Password    string   `json:"password,omitempty"`
+	TrustToken  string   `json:"trust_token"`
+	Token       bool     `json:"token"`
+}
+
+// Operation is an asynchronous operation; trust tokens are operations of
+// class "token".
+type Operation struct {
+	ID          string              `json:"id"`
+	Class       string              `json:"class"`
+	Description string              `json:"description"`
+	CreatedAt   time.Time           `json:"created_at"`
+	UpdatedAt   time.Time           `json:"updated_at"`
+	Status      string              `json:"status"`
+	StatusCode  int                 `json:"status_code"`
+	Resources   map[string][]string `json:"resources"`
+	Metadata    map[string]any      `json:"metadata"`
+	MayCancel   bool                `json:"may_cancel"`
+	Err         string              `json:"err"`
+	Location    string              `json:"location"`
+}

@@ -1,0 +1,179 @@
+// Package authn turns the credentials of a request into an Identity. It is
+// the one place that decides who a caller is; every handler goes through it.
+//
+// The TLS peer certificate comes from the TLS connection the host
+// terminated (or, in Lambda mode, from the gateway's request context placed
+// in the request context by the host), never from a header the client sent.
+package authn
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/projections"
+)
+
+// Authentication methods, as reported in auth_user_method.
+const (
+	MethodTLS     = "tls"
+	MethodUnix    = "unix"
+	MethodCluster = "cluster"
+)
+
+// Identity is the authenticated caller of one request.
+type Identity struct {
+	// Trusted is false for an anonymous or unknown caller.
+	Trusted bool
+	// Method is how the caller authenticated ("tls", "unix", "cluster"); "" if untrusted.
+	Method string
+	// Name is the auth_user_name: the certificate fingerprint for TLS, the
+	// local user name on the unix socket.
+	Name string
+	// Fingerprint is the fingerprint of the TLS client certificate, trusted
+	// or not; "" when none was presented.
+	Fingerprint string
+	// CertificateName is the name of the matching trust-store entry.
+	CertificateName string
+	// Type is the trust-store entry's type ("client", "server", "metrics").
+	Type string
+	// Restricted and Projects carry the entry's restriction. An unrestricted
+	// trusted client, a server certificate and the unix socket are admins.
+	Restricted bool
+	Projects   []string
+	// Address is the caller's address (host part of RemoteAddr).
+	Address string
+	// PeerCertificate is the leaf certificate the caller presented, if any.
+	PeerCertificate *x509.Certificate
+}
+
+// Admin reports whether the identity has full access.
+func (id Identity) Admin() bool {
+	return id.Trusted && !id.Restricted && id.Type != events.CertificateTypeMetrics
+}
+
+// Actor returns the identity as the actor of an event.
+func (id Identity) Actor() events.Actor {
+	if !id.Trusted {
+		return events.Actor{Name: id.Fingerprint, Method: "untrusted", Address: id.Address}
+	}
+	return events.Actor{Name: id.Name, Method: id.Method, Address: id.Address}
+}
+
+type ctxKey int
+
+const (
+	localUserKey ctxKey = iota
+	identityKey
+	peerKey
+)
+
+// WithLocalUser marks a request context as coming over the local unix
+// socket from user. Hosts set it on connections of their unix listener.
+func WithLocalUser(ctx context.Context, user string) context.Context {
+	return context.WithValue(ctx, localUserKey, user)
+}
+
+// WithPeerCertificates attaches a client certificate chain (leaf first)
+// that a trusted front end verified possession of, such as an AWS gateway.
+// Hosts set it; it takes the place of the TLS connection's peer certificates.
+func WithPeerCertificates(ctx context.Context, chain []*x509.Certificate) context.Context {
+	return context.WithValue(ctx, peerKey, chain)
+}
+
+// WithIdentity returns ctx carrying id.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey, id)
+}
+
+// FromContext returns the identity stored by WithIdentity, or an untrusted one.
+func FromContext(ctx context.Context) Identity {
+	id, _ := ctx.Value(identityKey).(Identity)
+	return id
+}
+
+// ReadModel is the view of the trust store authn needs.
+type ReadModel interface {
+	// Snapshot returns the current model; it must not block.
+	Snapshot() *projections.Model
+}
+
+// Authenticator authenticates requests against a read model. It is safe for
+// concurrent use.
+type Authenticator struct {
+	model ReadModel
+	now   func() time.Time
+}
+
+// New returns an Authenticator. now is the clock (time.Now if nil).
+func New(model ReadModel, now func() time.Time) *Authenticator {
+	if now == nil {
+		now = time.Now
+	}
+	return &Authenticator{model: model, now: now}
+}
+
+// PeerCertificates returns the client certificate chain of r: from a
+// front end (WithPeerCertificates) or the TLS connection.
+func PeerCertificates(r *http.Request) []*x509.Certificate {
+	if chain, ok := r.Context().Value(peerKey).([]*x509.Certificate); ok {
+		return chain
+	}
+	if r.TLS != nil {
+		return r.TLS.PeerCertificates
+	}
+	return nil
+}
+
+// Authenticate returns the identity of r. It never fails: an unknown caller
+// is an untrusted Identity.
+//
+// Only the leaf certificate is matched against the trust store. The TLS
+// handshake proves possession of the leaf's key alone, so a trusted
+// certificate sent as an intermediate proves nothing.
+func (a *Authenticator) Authenticate(r *http.Request) Identity {
+	id := Identity{Address: remoteHost(r.RemoteAddr)}
+	if user, ok := r.Context().Value(localUserKey).(string); ok {
+		id.Trusted, id.Method, id.Name = true, MethodUnix, user
+		return id
+	}
+	chain := PeerCertificates(r)
+	if len(chain) == 0 {
+		return id
+	}
+	leaf := chain[0]
+	sum := projections.Fingerprint(leaf.Raw)
+	id.PeerCertificate = leaf
+	id.Fingerprint = hex.EncodeToString(sum[:])
+	entry, ok := a.model.Snapshot().Certificate(sum)
+	if !ok {
+		return id
+	}
+	now := a.now()
+	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+		return id
+	}
+	id.Trusted = true
+	id.Name = id.Fingerprint
+	id.CertificateName = entry.Name
+	id.Type = entry.Type
+	id.Restricted = entry.Restricted
+	id.Projects = entry.Projects
+	id.Method = MethodTLS
+	if entry.Type == events.CertificateTypeServer {
+		id.Method = MethodCluster
+	}
+	return id
+}
+
+func remoteHost(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}

@@ -1,0 +1,92 @@
+// Package commit runs a write: it decides against the read model at sequence
+// N, appends the resulting events expecting N, and on a conflict catches up
+// and decides again, a bounded number of times. It then waits until the read
+// model has applied its own events, so the caller reads its writes.
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/projections"
+)
+
+// ReadModel is the read side a Committer decides against.
+type ReadModel interface {
+	// Snapshot returns the current model without blocking.
+	Snapshot() *projections.Model
+	// WaitFor blocks until the model has applied seq or ctx ends.
+	WaitFor(ctx context.Context, seq uint64) error
+}
+
+// Log is the append side. Append stores envs atomically after the event at
+// sequence expect (whose chain hash is prevHash) and returns the sequence of
+// the last one; it returns an error wrapping events.ErrConflict when the
+// stream has moved past expect. It must be safe for concurrent use.
+type Log interface {
+	Append(ctx context.Context, expect uint64, prevHash string, envs ...events.Envelope) (uint64, error)
+}
+
+// Decision computes the events of a write from the model. Returning an
+// error appends nothing; returning no events is a successful no-op.
+type Decision func(m *projections.Model) ([]events.Payload, error)
+
+// ErrTooManyConflicts reports that the stream kept moving under a write.
+var ErrTooManyConflicts = errors.New("commit: too many concurrent changes, try again")
+
+// Committer runs decisions. The zero value is not usable; fill every field
+// but MaxAttempts (default 8).
+type Committer struct {
+	Model  ReadModel
+	Log    Log
+	Now    func() time.Time
+	NewID  func() string
+	Source string
+	// MaxAttempts bounds the decide-append cycles of one write.
+	MaxAttempts int
+}
+
+// Do runs decide until its events are appended or it fails, and returns the
+// model that includes them.
+func (c *Committer) Do(ctx context.Context, actor events.Actor, decide Decision) (*projections.Model, error) {
+	attempts := c.MaxAttempts
+	if attempts <= 0 {
+		attempts = 8
+	}
+	for range attempts {
+		m := c.Model.Snapshot()
+		payloads, err := decide(m)
+		if err != nil {
+			return m, err
+		}
+		if len(payloads) == 0 {
+			return m, nil
+		}
+		envs := make([]events.Envelope, len(payloads))
+		at := c.Now()
+		for i, p := range payloads {
+			if envs[i], err = events.New(c.NewID(), c.Source, at, actor, p); err != nil {
+				return m, err
+			}
+		}
+		seq, err := c.Log.Append(ctx, m.Seq(), m.Hash(), envs...)
+		if errors.Is(err, events.ErrConflict) {
+			// Someone else wrote first: wait until we have seen it, decide again.
+			if err := c.Model.WaitFor(ctx, m.Seq()+1); err != nil {
+				return m, fmt.Errorf("commit: catching up: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return m, err
+		}
+		if err := c.Model.WaitFor(ctx, seq); err != nil {
+			return m, fmt.Errorf("commit: waiting for the read model: %w", err)
+		}
+		return c.Model.Snapshot(), nil
+	}
+	return c.Model.Snapshot(), ErrTooManyConflicts
+}

@@ -1,0 +1,160 @@
+// Package response writes replies in the LXD/Incus response envelope and
+// maps domain errors to it. It is the one place where an error becomes an
+// HTTP status: internal causes are logged, never sent.
+package response
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/trustlog/trustlog/functions/api"
+)
+
+// Error is a client-visible error: an HTTP status and a message that is safe
+// to show. Wrap one with %w to give a domain error its status.
+type Error struct {
+	Status  int
+	Message string
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error with status and a formatted message.
+func Errorf(status int, format string, args ...any) error {
+	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// Common client errors, with the messages Incus uses by default.
+var (
+	ErrForbidden = &Error{Status: http.StatusForbidden, Message: "not authorized"}
+	ErrNotFound  = &Error{Status: http.StatusNotFound, Message: "not found"}
+)
+
+// BadRequest returns a 400 error with msg.
+func BadRequest(msg string) error { return &Error{Status: http.StatusBadRequest, Message: msg} }
+
+// Forbidden returns a 403 error with msg.
+func Forbidden(msg string) error { return &Error{Status: http.StatusForbidden, Message: msg} }
+
+// NotFound returns a 404 error with msg.
+func NotFound(msg string) error { return &Error{Status: http.StatusNotFound, Message: msg} }
+
+// Conflict returns a 409 error with msg.
+func Conflict(msg string) error { return &Error{Status: http.StatusConflict, Message: msg} }
+
+// Sync writes a 200 sync reply with metadata.
+func Sync(w http.ResponseWriter, metadata any) {
+	write(w, http.StatusOK, api.TypeSync, "Success", 200, "", metadata)
+}
+
+// SyncETag writes a 200 sync reply with an ETag computed over etagOf.
+func SyncETag(w http.ResponseWriter, metadata, etagOf any) {
+	if tag, err := ETag(etagOf); err == nil {
+		w.Header().Set("ETag", `"`+tag+`"`)
+	}
+	Sync(w, metadata)
+}
+
+// EmptySync writes a 200 sync reply with metadata {}.
+func EmptySync(w http.ResponseWriter) { Sync(w, struct{}{}) }
+
+// Created writes a 201 sync reply with a Location header and null metadata.
+func Created(w http.ResponseWriter, location string) {
+	w.Header().Set("Location", location)
+	write(w, http.StatusCreated, api.TypeSync, "Success", 200, "", nil)
+}
+
+// Async writes a 202 reply for a created operation.
+func Async(w http.ResponseWriter, op api.Operation) {
+	url := "/1.0/operations/" + op.ID
+	w.Header().Set("Location", url)
+	write(w, http.StatusAccepted, api.TypeAsync, "Operation created", 100, url, op)
+}
+
+// Fail writes err in the error envelope. An error that is (or wraps) an
+// *Error is sent as it is; a request body that was too large becomes 413;
+// anything else is logged and sent as a bare 500.
+func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var e *Error
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &e):
+	case errors.As(err, &tooBig):
+		e = &Error{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)}
+	default:
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &Error{Status: http.StatusInternalServerError, Message: "internal server error"}
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	write(w, e.Status, api.TypeError, "", 0, "", nil, e)
+}
+
+func write(w http.ResponseWriter, httpStatus int, typ, status string, code int, op string, metadata any, errs ...*Error) {
+	raw, err := json.Marshal(metadata)
+	if err != nil {
+		raw, httpStatus, typ, status, code = []byte("null"), http.StatusInternalServerError, api.TypeError, "", 0
+		errs = []*Error{{Status: 500, Message: "internal server error"}}
+	}
+	resp := api.Response{Type: typ, Status: status, StatusCode: code, Operation: op, Metadata: raw}
+	if len(errs) > 0 {
+		resp.ErrorCode, resp.Error = errs[0].Status, errs[0].Message
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// ETag returns the hex SHA-256 of the JSON encoding of v, as LXD and Incus
+// compute it.
+func ETag(v any) (string, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// CheckETag compares the request's If-Match header with the ETag of v. A
+// request without If-Match passes; a mismatch is a 412 error.
+func CheckETag(r *http.Request, v any) error {
+	match := strings.Trim(r.Header.Get("If-Match"), `"`)
+	if match == "" {
+		return nil
+	}
+	have, err := ETag(v)
+	if err != nil {
+		return err
+	}
+	if have != match {
+		return &Error{Status: http.StatusPreconditionFailed, Message: fmt.Sprintf("ETag doesn't match: %s vs %s", have, match)}
+	}
+	return nil
+}
+
+// MaxBody is the largest request body accepted, as in Incus.
+const MaxBody = 1 << 20
+
+// DecodeJSON reads the request body (at most MaxBody bytes) into v. A body
+// that is not valid JSON is a 400 error; one that is too large is a 413.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return BadRequest(err.Error())
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package projections
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/trustlog/trustlog/events"
+)
+
+// Apply folds one stored event into m and returns the resulting model; m is
+// not modified. It is pure: no I/O, no clock. Events at or below m.Seq() are
+// ignored, so applying a record twice is harmless. An event of unknown type
+// advances the sequence and is counted in Skipped.
+//
+// Apply copies the maps it changes; to fold many events, use a Builder.
+func Apply(m *Model, rec events.Record) (*Model, error) {
+	b := NewBuilder(m)
+	if err := b.Apply(rec); err != nil {
+		return m, err
+	}
+	return b.Model(), nil
+}
+
+// Builder folds a run of events into a model, copying each map at most once
+// per published snapshot. A Builder is not safe for concurrent use.
+type Builder struct {
+	m           Model
+	certsOwned  bool
+	configOwned bool
+}
+
+// NewBuilder starts from base (Empty if nil). base is never modified.
+func NewBuilder(base *Model) *Builder {
+	if base == nil {
+		base = Empty
+	}
+	return &Builder{m: *base}
+}
+
+// Seq returns the sequence of the last event folded in.
+func (b *Builder) Seq() uint64 { return b.m.seq }
+
+// Model returns an immutable snapshot of the fold so far. Later calls to
+// Apply do not change it.
+func (b *Builder) Model() *Model {
+	snap := b.m
+	b.certsOwned, b.configOwned = false, false
+	return &snap
+}
+
+// Apply folds one stored event. A record that does not decode (or whose
+// type is unknown) is passed over: the sequence advances, Skipped counts it,
+// and for a record that does not decode the error says why.
+func (b *Builder) Apply(rec events.Record) error {
+	if rec.Seq <= b.m.seq {
+		return nil
+	}
+	prev := b.m.hash
+	b.m.seq, b.m.hash = rec.Seq, events.Hash(rec.Raw)
+	env, err := events.Decode(rec.Raw)
+	if err != nil {
+		b.m.skipped++
+		return fmt.Errorf("projections: event %d: %w", rec.Seq, err)
+	}
+	if env.PrevHash != prev && b.m.broken == 0 {
+		b.m.broken = rec.Seq
+	}
+	p, err := env.Payload()
+	switch {
+	case errors.Is(err, events.ErrUnknownType):
+		b.m.skipped++
+	case err != nil:
+		b.m.skipped++
+		return fmt.Errorf("projections: event %d: %w", rec.Seq, err)
+	default:
+		b.apply(p)
+	}
+	return nil
+}
+
+func (b *Builder) apply(p events.Payload) {
+	switch e := p.(type) {
+	case *events.CertificateTrusted:
+		sum, ok := ParseFingerprint(e.Fingerprint)
+		if !ok {
+			return
+		}
+		b.certs()[sum] = &Certificate{
+			Fingerprint: e.Fingerprint,
+			Name:        e.Name,
+			Type:        e.Type,
+			Restricted:  e.Restricted,
+			Projects:    nonNil(e.Projects),
+			Description: e.Description,
+			PEM:         e.Certificate,
+			X509:        parsePEM(e.Certificate),
+		}
+	case *events.CertificateUpdated:
+		sum, ok := ParseFingerprint(e.Fingerprint)
+		if !ok {
+			return
+		}
+		old, ok := b.m.certs[sum]
+		if !ok {
+			return
+		}
+		next := *old
+		next.Name, next.Restricted, next.Projects, next.Description = e.Name, e.Restricted, nonNil(e.Projects), e.Description
+		certs := b.certs()
+		if e.NewFingerprint != "" && e.NewFingerprint != e.Fingerprint {
+			nsum, ok := ParseFingerprint(e.NewFingerprint)
+			if !ok {
+				return
+			}
+			delete(certs, sum)
+			sum = nsum
+			next.Fingerprint = e.NewFingerprint
+		}
+		if e.Certificate != "" && e.Certificate != old.PEM {
+			next.PEM, next.X509 = e.Certificate, parsePEM(e.Certificate)
+		}
+		certs[sum] = &next
+	case *events.CertificateRemoved:
+		if sum, ok := ParseFingerprint(e.Fingerprint); ok {
+			delete(b.certs(), sum)
+		}
+	case *events.ConfigChanged:
+		if e.Value == "" {
+			delete(b.config(), e.Key)
+		} else {
+			b.config()[e.Key] = e.Value
+		}
+	}
+}
+
+func (b *Builder) certs() map[[32]byte]*Certificate {
+	if !b.certsOwned {
+		b.m.certs = maps.Clone(b.m.certs)
+		if b.m.certs == nil {
+			b.m.certs = map[[32]byte]*Certificate{}
+		}
+		b.certsOwned = true
+	}
+	return b.m.certs
+}
+
+func (b *Builder) config() map[string]string {
+	if !b.configOwned {
+		b.m.config = maps.Clone(b.m.config)
+		if b.m.config == nil {
+			b.m.config = map[string]string{}
+		}
+		b.configOwned = true
+	}
+	return b.m.config
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,143 @@
+// Package projections folds Trustlog's event stream into the read model that
+// handlers consult: the trust store, the server configuration and the chain
+// position. The fold is pure; Projector wraps it with a live feed and
+// publishes immutable snapshots behind an atomic pointer.
+package projections
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Certificate is one trust-store entry. Values reachable from a Model are
+// shared between snapshots and must not be modified.
+type Certificate struct {
+	// Fingerprint is the lowercase hex SHA-256 of the DER bytes.
+	Fingerprint string
+	// Name, Type, Restricted, Projects and Description are as in the API.
+	Name        string
+	Type        string
+	Restricted  bool
+	Projects    []string
+	Description string
+	// PEM is the certificate in PEM form, as the API returns it.
+	PEM string
+	// X509 is the parsed certificate; nil if the stored PEM did not parse.
+	X509 *x509.Certificate
+}
+
+// NotAfter returns the end of the certificate's validity, or the zero time.
+func (c *Certificate) NotAfter() time.Time {
+	if c.X509 == nil {
+		return time.Time{}
+	}
+	return c.X509.NotAfter
+}
+
+// Model is an immutable view of the event stream up to a sequence. All its
+// methods are safe for concurrent use; returned values must not be modified.
+type Model struct {
+	seq     uint64
+	hash    string
+	broken  uint64
+	skipped uint64
+	certs   map[[32]byte]*Certificate
+	config  map[string]string
+}
+
+// Empty is the model of an empty stream.
+var Empty = &Model{certs: map[[32]byte]*Certificate{}, config: map[string]string{}}
+
+// Seq returns the sequence of the last event folded in (0 for none).
+func (m *Model) Seq() uint64 { return m.seq }
+
+// Hash returns the chain hash of the last event folded in ("" for none).
+func (m *Model) Hash() string { return m.hash }
+
+// ChainBreak returns the sequence of the first event whose previous-hash
+// did not match its predecessor, or 0 if the chain is intact.
+func (m *Model) ChainBreak() uint64 { return m.broken }
+
+// Skipped returns how many events of unknown type were passed over.
+func (m *Model) Skipped() uint64 { return m.skipped }
+
+// Certificate returns the entry whose certificate's SHA-256 is sum.
+// This is the hot-path lookup: no allocation, no lock.
+func (m *Model) Certificate(sum [32]byte) (*Certificate, bool) {
+	c, ok := m.certs[sum]
+	return c, ok
+}
+
+// CertificatesByPrefix returns the entries whose fingerprint starts with
+// prefix (lowercase hex), sorted by fingerprint.
+func (m *Model) CertificatesByPrefix(prefix string) []*Certificate {
+	prefix = strings.ToLower(prefix)
+	if sum, ok := ParseFingerprint(prefix); ok {
+		if c, ok := m.certs[sum]; ok {
+			return []*Certificate{c}
+		}
+		return nil
+	}
+	var out []*Certificate
+	for _, c := range m.certs {
+		if strings.HasPrefix(c.Fingerprint, prefix) {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Certificate) int { return strings.Compare(a.Fingerprint, b.Fingerprint) })
+	return out
+}
+
+// Certificates returns every entry, sorted by name and then fingerprint.
+func (m *Model) Certificates() []*Certificate {
+	out := slices.Collect(maps.Values(m.certs))
+	slices.SortFunc(out, func(a, b *Certificate) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Fingerprint, b.Fingerprint)
+	})
+	return out
+}
+
+// NumCertificates returns the size of the trust store.
+func (m *Model) NumCertificates() int { return len(m.certs) }
+
+// Config returns a copy of the server configuration (set keys only).
+func (m *Model) Config() map[string]string { return maps.Clone(m.config) }
+
+// ConfigValue returns the value of a configuration key, "" if unset.
+func (m *Model) ConfigValue(key string) string { return m.config[key] }
+
+// Fingerprint returns the SHA-256 of DER bytes, the key of the trust store.
+func Fingerprint(der []byte) [32]byte { return sha256.Sum256(der) }
+
+// ParseFingerprint parses a full 64-character hex fingerprint.
+func ParseFingerprint(s string) ([32]byte, bool) {
+	var sum [32]byte
+	if len(s) != 64 {
+		return sum, false
+	}
+	if _, err := hex.Decode(sum[:], []byte(s)); err != nil {
+		return sum, false
+	}
+	return sum, true
+}
+
+func parsePEM(s string) *x509.Certificate {
+	b, _ := pem.Decode([]byte(s))
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil
+	}
+	return c
+}
