@@ -141,3 +141,12 @@ func parsePEM(s string) *x509.Certificate {
 	}
 	return c
 }
+
+// CertificateByFingerprint returns the entry with the full hex fingerprint fp.
+func (m *Model) CertificateByFingerprint(fp string) (*Certificate, bool) {
+	sum, ok := ParseFingerprint(fp)
+	if !ok {
+		return nil, false
+	}
+	return m.Certificate(sum)
+}

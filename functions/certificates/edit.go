@@ -1,0 +1,130 @@
+package certificates
+
+import (
+	"encoding/hex"
+	"net/http"
+	"slices"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/api"
+	"github.com/trustlog/trustlog/functions/authn"
+	"github.com/trustlog/trustlog/functions/response"
+	"github.com/trustlog/trustlog/projections"
+)
+
+func (h *Handler) put(w http.ResponseWriter, r *http.Request) { h.update(w, r, false) }
+
+func (h *Handler) patch(w http.ResponseWriter, r *http.Request) { h.update(w, r, true) }
+
+// update runs PUT (replace the writable fields) or PATCH (merge them into
+// the current entry). Admins may change every field but the type; anyone
+// else may only replace the certificate of their own entry.
+func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
+	if err := h.updateErr(w, r, merge); err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	response.EmptySync(w)
+}
+
+func (h *Handler) updateErr(w http.ResponseWriter, r *http.Request, merge bool) error {
+	id := authn.FromContext(r.Context())
+	cur, err := lookup(h.model.Snapshot(), r.PathValue("fingerprint"))
+	if err != nil {
+		return err
+	}
+	if !visible(id, cur) {
+		return response.Forbidden("Certificate cannot be changed")
+	}
+	obj := ToAPI(cur)
+	if err := response.CheckETag(r, obj); err != nil {
+		return err
+	}
+	var req api.CertificatePut
+	if merge {
+		req = obj.Writable()
+	}
+	if err := response.DecodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Type == "" {
+		req.Type = cur.Type
+	}
+	if !validType(req.Type) {
+		return response.BadRequest("Invalid certificate type")
+	}
+	if req.Type != cur.Type {
+		return response.BadRequest("The certificate type cannot be changed")
+	}
+	req.Projects = nonNil(req.Projects)
+	if !id.Admin() {
+		if req.Name != cur.Name || req.Restricted != cur.Restricted || !slices.Equal(req.Projects, cur.Projects) {
+			return response.Forbidden("Only the certificate can be changed")
+		}
+		req.Description = cur.Description
+	} else {
+		if err := checkName(req.Name); err != nil {
+			return err
+		}
+		if len(req.Projects) > 0 && !req.Restricted {
+			return errProjectsUnrestricted
+		}
+	}
+	ev := events.CertificateUpdated{
+		Fingerprint: cur.Fingerprint,
+		Name:        req.Name,
+		Restricted:  req.Restricted,
+		Projects:    req.Projects,
+		Description: req.Description,
+		Certificate: cur.PEM,
+	}
+	var newSum [32]byte
+	if req.Certificate != "" && req.Certificate != cur.PEM {
+		c, err := ParsePEM(req.Certificate)
+		if err != nil {
+			return err
+		}
+		if err := CheckValidity(c, h.now()); err != nil {
+			return err
+		}
+		newSum = projections.Fingerprint(c.Raw)
+		ev.Certificate = EncodePEM(c)
+		if fp := hex.EncodeToString(newSum[:]); fp != cur.Fingerprint {
+			ev.NewFingerprint = fp
+		}
+	}
+	_, err = h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
+		if _, ok := m.CertificateByFingerprint(cur.Fingerprint); !ok {
+			return nil, response.NotFound("Certificate not found")
+		}
+		if ev.NewFingerprint != "" {
+			if _, ok := m.Certificate(newSum); ok {
+				return nil, response.Conflict("Certificate already in trust store")
+			}
+		}
+		return []events.Payload{ev}, nil
+	})
+	return err
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	id := authn.FromContext(r.Context())
+	cur, err := lookup(h.model.Snapshot(), r.PathValue("fingerprint"))
+	if err == nil && !id.Admin() && id.Fingerprint != cur.Fingerprint {
+		err = response.Forbidden("Certificate cannot be deleted")
+	}
+	if err == nil {
+		_, err = h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
+			c, ok := m.CertificateByFingerprint(cur.Fingerprint)
+			if !ok {
+				return nil, response.NotFound("Certificate not found")
+			}
+			return []events.Payload{events.CertificateRemoved{Fingerprint: c.Fingerprint, Name: c.Name}}, nil
+		})
+	}
+	if err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	response.EmptySync(w)
+}

@@ -1,0 +1,78 @@
+package serverinfo
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// DefaultHTTPSAddress is where the API listens when core.https_address is unset.
+const DefaultHTTPSAddress = "127.0.0.1:8443"
+
+// DefaultPort is appended to a core.https_address without a port.
+const DefaultPort = "8443"
+
+// keys maps every server configuration key Trustlog knows to its validator.
+// Keys under "user." are free-form. Later features add their keys here.
+var keys = map[string]func(string) error{
+	"core.https_address": func(v string) error { _, err := NormalizeListenAddress(v); return err },
+}
+
+// ValidateKey reports whether value is acceptable for key. An empty value
+// (unset) is always acceptable for a known key.
+func ValidateKey(key, value string) error {
+	if strings.HasPrefix(key, "user.") && len(key) > len("user.") {
+		return nil
+	}
+	check, ok := keys[key]
+	if !ok {
+		return fmt.Errorf("unknown configuration key %q", key)
+	}
+	if value == "" {
+		return nil
+	}
+	if err := check(value); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+// NormalizeListenAddress turns a core.https_address value into host:port:
+// a bare host or IP gets the default port, ":port" listens on every address.
+func NormalizeListenAddress(v string) (string, error) {
+	if v == "" {
+		return "", fmt.Errorf("empty address")
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		// No port: a bare host name or IP (IPv6 possibly in brackets).
+		host = strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")
+		port = DefaultPort
+	}
+	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+		return "", fmt.Errorf("invalid host %q", host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("invalid port %q", port)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,209 @@
+// Package serverinfo serves the root of the API: GET /, GET /1.0 and the
+// server configuration changes of PUT and PATCH /1.0.
+package serverinfo
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/api"
+	"github.com/trustlog/trustlog/functions/authn"
+	"github.com/trustlog/trustlog/functions/commit"
+	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/response"
+	"github.com/trustlog/trustlog/projections"
+)
+
+// Version is the server_version Trustlog reports.
+const Version = "0.1.0"
+
+// Extensions lists the API extensions Trustlog implements, in the order
+// upstream introduced them. Clients probe for them before using a feature.
+var Extensions = []string{
+	"certificate_update",
+	"certificate_self_renewal",
+	"certificate_project",
+	"certificate_description",
+	"auth_user",
+}
+
+// Host is what the serving host knows about itself. Implementations must be
+// safe for concurrent use.
+type Host interface {
+	// Certificate returns the PEM of the certificate currently served on the
+	// network, and its fingerprint.
+	Certificate() (pemText, fingerprint string)
+	// Addresses returns the "host:port" addresses the API listens on.
+	Addresses() []string
+	// ServerName returns the name of this server (its host name).
+	ServerName() string
+}
+
+// Handler serves the server object.
+type Handler struct {
+	model     commit.ReadModel
+	committer *commit.Committer
+	host      Host
+	log       *slog.Logger
+}
+
+// New returns a Handler.
+func New(model commit.ReadModel, c *commit.Committer, host Host, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Handler{model: model, committer: c, host: host, log: log}
+}
+
+// Routes returns the routes of the handler.
+func (h *Handler) Routes() []gate.Route {
+	return []gate.Route{
+		{Method: "GET", Path: "/{$}", Untrusted: true, Handler: http.HandlerFunc(h.root)},
+		{Method: "GET", Path: "/1.0", Untrusted: true, Handler: http.HandlerFunc(h.get)},
+		{Method: "GET", Path: "/1.0/{$}", Untrusted: true, Handler: http.HandlerFunc(h.get)},
+		{Method: "PUT", Path: "/1.0", Handler: http.HandlerFunc(h.put)},
+		{Method: "PATCH", Path: "/1.0", Handler: http.HandlerFunc(h.patch)},
+	}
+}
+
+func (h *Handler) root(w http.ResponseWriter, r *http.Request) {
+	response.Sync(w, []string{"/1.0"})
+}
+
+// visibleConfig is the configuration a caller may see: all of it for an
+// admin, only user.ui.* keys for anyone else (as Incus).
+func visibleConfig(m *projections.Model, id authn.Identity) map[string]string {
+	cfg := m.Config()
+	if id.Admin() {
+		return cfg
+	}
+	maps.DeleteFunc(cfg, func(k, _ string) bool { return !strings.HasPrefix(k, "user.ui.") })
+	return cfg
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	id := authn.FromContext(r.Context())
+	m := h.model.Snapshot()
+	cfg := visibleConfig(m, id)
+	srv := api.Server{
+		Config:            cfg,
+		APIExtensions:     Extensions,
+		APIStatus:         "stable",
+		APIVersion:        "1.0",
+		Auth:              "untrusted",
+		AuthMethods:       []string{"tls"},
+		ClientCertificate: len(authn.PeerCertificates(r)) > 0,
+	}
+	if id.Trusted {
+		srv.Auth = "trusted"
+		srv.AuthUserName = id.Name
+		srv.AuthUserMethod = id.Method
+		srv.Environment = h.environment(r)
+	}
+	response.SyncETag(w, srv, cfg)
+}
+
+func (h *Handler) environment(r *http.Request) *api.ServerEnvironment {
+	certPEM, fp := h.host.Certificate()
+	project := r.URL.Query().Get("project")
+	if project == "" {
+		project = "default"
+	}
+	return &api.ServerEnvironment{
+		Addresses:               nonNil(h.host.Addresses()),
+		Architectures:           []string{},
+		Certificate:             certPEM,
+		CertificateFingerprint:  fp,
+		KernelFeatures:          map[string]string{},
+		LXCFeatures:             map[string]string{},
+		OSName:                  "trustlog",
+		Project:                 project,
+		Server:                  "trustlog",
+		ServerEventMode:         "full-mesh",
+		ServerName:              h.host.ServerName(),
+		ServerPid:               os.Getpid(),
+		ServerVersion:           Version,
+		StorageSupportedDrivers: []api.StorageDriver{},
+	}
+}
+
+func (h *Handler) put(w http.ResponseWriter, r *http.Request) { h.update(w, r, false) }
+
+func (h *Handler) patch(w http.ResponseWriter, r *http.Request) { h.update(w, r, true) }
+
+// update applies PUT (replace the whole configuration) or PATCH (merge).
+// Every changed key becomes one ConfigChanged event; all of them are
+// appended atomically or not at all.
+func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
+	id := authn.FromContext(r.Context())
+	if !id.Admin() {
+		response.Fail(w, r, h.log, response.Forbidden("Certificate is restricted"))
+		return
+	}
+	var body api.ServerPut
+	if err := response.DecodeJSON(w, r, &body); err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	if err := response.CheckETag(r, h.model.Snapshot().Config()); err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	_, err := h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
+		return configChanges(m.Config(), body.Config, merge)
+	})
+	if err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	response.EmptySync(w)
+}
+
+// configChanges validates the requested configuration against the current
+// one and returns one event per changed key, sorted by key.
+func configChanges(cur, req map[string]string, merge bool) ([]events.Payload, error) {
+	next := map[string]string{}
+	if merge {
+		maps.Copy(next, cur)
+	}
+	for k, v := range req {
+		next[k] = v
+	}
+	var out []events.Payload
+	keys := slices.Sorted(maps.Keys(joinKeys(cur, next)))
+	for _, k := range keys {
+		old, nv := cur[k], next[k]
+		if old == nv {
+			continue
+		}
+		if err := ValidateKey(k, nv); err != nil {
+			return nil, response.BadRequest(fmt.Sprintf("Invalid config: %v", err))
+		}
+		out = append(out, events.ConfigChanged{Key: k, Value: nv})
+	}
+	return out, nil
+}
+
+func joinKeys(a, b map[string]string) map[string]struct{} {
+	out := make(map[string]struct{}, len(a)+len(b))
+	for k := range a {
+		out[k] = struct{}{}
+	}
+	for k := range b {
+		out[k] = struct{}{}
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
