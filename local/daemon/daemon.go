@@ -1,0 +1,422 @@
+// Package daemon is trustlogd, the all-in-one local host: it runs an
+// embedded NATS server with JetStream (or connects to an external one), the
+// projector, and every function on one mux, served over HTTPS and over a
+// unix socket with full local access.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/events/natsstore"
+	"github.com/trustlog/trustlog/functions/authn"
+	"github.com/trustlog/trustlog/functions/commit"
+	"github.com/trustlog/trustlog/functions/serverinfo"
+	"github.com/trustlog/trustlog/functions/service"
+	"github.com/trustlog/trustlog/projections"
+)
+
+// Config configures a daemon. Only Dir is required.
+type Config struct {
+	// Dir is the data directory: server certificate, unix socket, NATS store.
+	Dir string
+	// NATSURL is an external NATS server or cluster ("nats://a,nats://b");
+	// "" runs an embedded server with JetStream in <Dir>/nats.
+	NATSURL string
+	// NATSCreds is a credentials file for NATSURL; optional.
+	NATSCreds string
+	// Replicas is the stream replica count on an external cluster; 0 means 1.
+	Replicas int
+	// HTTPSAddress, when set, becomes core.https_address (recorded as an
+	// event if it differs). "127.0.0.1:0" picks a free port.
+	HTTPSAddress string
+	// InsecureTLS allows TLS 1.2 clients (TRUSTLOG_INSECURE_TLS). Default: TLS 1.3 only.
+	InsecureTLS bool
+	// Logger receives the daemon's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate reports whether c can be used.
+func (c Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("daemon: data directory is required")
+	}
+	if c.NATSURL == "" && c.NATSCreds != "" {
+		return errors.New("daemon: NATS credentials need an external NATS URL")
+	}
+	return nil
+}
+
+// Daemon is a running trustlogd.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	cert    servedCert
+	ns      *server.Server
+	nc      *nats.Conn
+	store   *natsstore.Store
+	proj    *projections.Projector
+	handler http.Handler
+	unix    *http.Server
+	unixLn  net.Listener
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu     sync.Mutex
+	https  *httpsServer
+	closed bool
+}
+
+type httpsServer struct {
+	want  string // the configured address
+	bound string // the address actually bound
+	srv   *http.Server
+}
+
+// Start brings a daemon up and returns once it serves: the read model has
+// replayed the stream and both listeners accept connections.
+func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("daemon: data directory: %w", err)
+	}
+	pair, created, err := loadOrCreateServerCert(cfg.Dir, cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.cert.set(pair)
+	if created {
+		d.log.Info("generated server certificate", "path", filepath.Join(cfg.Dir, "server.crt"))
+	}
+	if err := d.connectNATS(); err != nil {
+		return nil, err
+	}
+	if d.store, err = natsstore.Open(ctx, d.nc, natsstore.Config{Replicas: cfg.Replicas}); err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.proj = projections.NewProjector(d.store, projections.ProjectorConfig{Logger: d.log})
+	d.wg.Go(func() { _ = d.proj.Run(runCtx) })
+	syncCtx, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	if err := d.proj.Sync(syncCtx); err != nil {
+		return nil, fmt.Errorf("daemon: replaying the event stream: %w", err)
+	}
+	host, _ := os.Hostname()
+	svc := service.Config{
+		Model:  d.proj,
+		Log:    d.store,
+		Host:   d,
+		Source: "/trustlog/" + host,
+		Now:    cfg.Now,
+		Logger: d.log,
+	}
+	if d.handler, err = service.New(svc); err != nil {
+		return nil, err
+	}
+	if cfg.HTTPSAddress != "" {
+		if err := d.setHTTPSAddress(ctx, svc, cfg.HTTPSAddress); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.listenUnix(); err != nil {
+		return nil, err
+	}
+	if err := d.reconcileHTTPS(); err != nil {
+		return nil, err
+	}
+	d.wg.Go(func() { d.followConfig(runCtx) })
+	d.log.Info("trustlogd ready",
+		"https", d.HTTPSAddr(), "unix", d.UnixSocket(),
+		"fingerprint", d.Fingerprint(), "events", d.proj.Snapshot().Seq(),
+		"trusted_certificates", d.proj.Snapshot().NumCertificates())
+	return d, nil
+}
+
+func (d *Daemon) connectNATS() error {
+	if d.cfg.NATSURL != "" {
+		opts := []nats.Option{nats.Name("trustlogd"), nats.MaxReconnects(-1)}
+		if d.cfg.NATSCreds != "" {
+			opts = append(opts, nats.UserCredentials(d.cfg.NATSCreds))
+		}
+		nc, err := nats.Connect(d.cfg.NATSURL, opts...)
+		if err != nil {
+			return fmt.Errorf("daemon: connect to NATS: %w", err)
+		}
+		d.nc = nc
+		return nil
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "trustlog",
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   filepath.Join(d.cfg.Dir, "nats"),
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: embedded NATS: %w", err)
+	}
+	d.ns = ns
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		return errors.New("daemon: embedded NATS did not start")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("trustlogd"))
+	if err != nil {
+		return fmt.Errorf("daemon: connect to embedded NATS: %w", err)
+	}
+	d.nc = nc
+	return nil
+}
+
+// setHTTPSAddress records addr as core.https_address unless it already is.
+func (d *Daemon) setHTTPSAddress(ctx context.Context, svc service.Config, addr string) error {
+	if _, err := serverinfo.NormalizeListenAddress(addr); err != nil {
+		return fmt.Errorf("daemon: --https-address: %w", err)
+	}
+	c := &commit.Committer{Model: d.proj, Log: d.store, Now: svc.Now, NewID: newID, Source: svc.Source}
+	_, err := c.Do(ctx, events.Actor{Name: "trustlogd", Method: "system"}, func(m *projections.Model) ([]events.Payload, error) {
+		if m.ConfigValue("core.https_address") == addr {
+			return nil, nil
+		}
+		return []events.Payload{events.ConfigChanged{Key: "core.https_address", Value: addr}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: recording core.https_address: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) listenUnix() error {
+	path := d.UnixSocket()
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("daemon: remove stale socket: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("daemon: unix socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return fmt.Errorf("daemon: unix socket: %w", err)
+	}
+	d.unixLn = ln
+	d.unix = &http.Server{
+		Handler:           d.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return authn.WithLocalUser(ctx, peerUser(c))
+		},
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	d.wg.Go(func() { _ = d.unix.Serve(ln) })
+	return nil
+}
+
+func (d *Daemon) tlsConfig() *tls.Config {
+	minVersion := uint16(tls.VersionTLS13)
+	if d.cfg.InsecureTLS {
+		minVersion = tls.VersionTLS12
+	}
+	return &tls.Config{
+		MinVersion:     minVersion,
+		ClientAuth:     tls.RequestClientCert,
+		GetCertificate: d.cert.getCertificate,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+}
+
+// reconcileHTTPS makes the HTTPS listener match core.https_address: it binds
+// the new address before closing the old one, so a bad address leaves the
+// API reachable where it was.
+func (d *Daemon) reconcileHTTPS() error {
+	want := d.proj.Snapshot().ConfigValue("core.https_address")
+	if want == "" {
+		want = serverinfo.DefaultHTTPSAddress
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || (d.https != nil && d.https.want == want) {
+		return nil
+	}
+	addr, err := serverinfo.NormalizeListenAddress(want)
+	if err != nil {
+		return fmt.Errorf("daemon: core.https_address: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("daemon: listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           d.handler,
+		TLSConfig:         d.tlsConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	old := d.https
+	d.https = &httpsServer{want: want, bound: ln.Addr().String(), srv: srv}
+	d.wg.Go(func() { _ = srv.ServeTLS(ln, "", "") })
+	d.log.Info("listening", "https", d.https.bound)
+	if old != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = old.srv.Shutdown(ctx)
+	}
+	return nil
+}
+
+// followConfig rebinds the HTTPS listener whenever core.https_address changes.
+func (d *Daemon) followConfig(ctx context.Context) {
+	for {
+		seq := d.proj.Snapshot().Seq()
+		if err := d.proj.WaitFor(ctx, seq+1); err != nil {
+			return
+		}
+		if err := d.reconcileHTTPS(); err != nil {
+			d.log.Error("HTTPS listener not moved", "err", err)
+		}
+	}
+}
+
+// HTTPSAddr returns the address the HTTPS listener is bound to.
+func (d *Daemon) HTTPSAddr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.https == nil {
+		return ""
+	}
+	return d.https.bound
+}
+
+// UnixSocket returns the path of the unix socket.
+func (d *Daemon) UnixSocket() string { return filepath.Join(d.cfg.Dir, "unix.socket") }
+
+// Fingerprint returns the fingerprint of the served certificate.
+func (d *Daemon) Fingerprint() string { return d.cert.cur.Load().fingerprint }
+
+// Store returns the event store, for tools and tests that inspect the stream.
+func (d *Daemon) Store() *natsstore.Store { return d.store }
+
+// Model returns the current read model.
+func (d *Daemon) Model() *projections.Model { return d.proj.Snapshot() }
+
+// Handler returns the API handler, as served on both listeners.
+func (d *Daemon) Handler() http.Handler { return d.handler }
+
+// Certificate implements serverinfo.Host.
+func (d *Daemon) Certificate() (string, string) {
+	c := d.cert.cur.Load()
+	return c.pem, c.fingerprint
+}
+
+// Addresses implements serverinfo.Host: the bound HTTPS address, or every
+// global unicast address of the machine when bound to a wildcard address.
+func (d *Daemon) Addresses() []string {
+	return listenAddresses(d.HTTPSAddr())
+}
+
+// ServerName implements serverinfo.Host.
+func (d *Daemon) ServerName() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// Close stops the listeners, the projector and NATS. It is safe to call
+// more than once.
+func (d *Daemon) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d.mu.Lock()
+	d.closed = true
+	if d.https != nil {
+		_ = d.https.srv.Shutdown(ctx)
+		d.https = nil
+	}
+	d.mu.Unlock()
+	if d.unix != nil {
+		_ = d.unix.Shutdown(ctx)
+		d.unix = nil
+	}
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	if d.nc != nil {
+		d.nc.Close()
+		d.nc = nil
+	}
+	if d.ns != nil {
+		d.ns.Shutdown()
+		d.ns.WaitForShutdown()
+		d.ns = nil
+	}
+	return nil
+}
+
+func newID() string { return uuid.NewString() }
+
+// listenAddresses expands a bound address as LXD's ListenAddresses does:
+// a wildcard host becomes every global unicast address of the machine
+// (IPv4 only for 0.0.0.0).
+func listenAddresses(bound string) []string {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if host != "" && ip != nil && !ip.IsUnspecified() {
+		return []string{bound}
+	}
+	if host != "" && ip == nil {
+		return []string{bound}
+	}
+	v4only := ip != nil && ip.To4() != nil
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || !n.IP.IsGlobalUnicast() || (v4only && n.IP.To4() == nil) {
+			continue
+		}
+		out = append(out, net.JoinHostPort(n.IP.String(), port))
+	}
+	return out
+}

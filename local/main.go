@@ -1,0 +1,78 @@
+// Command trustlogd is Trustlog's all-in-one server: an embedded NATS
+// JetStream event store, the read model and every API function, served over
+// HTTPS and a local unix socket.
+//
+//	go run ./local [--dir DIR] [--https-address HOST:PORT] [--nats URL [--nats-creds FILE]]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/trustlog/trustlog/local/daemon"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, os.Getenv); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "Error:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run parses flags and the environment, starts the daemon and serves until
+// ctx ends.
+func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("trustlogd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg     daemon.Config
+		verbose bool
+	)
+	fs.StringVar(&cfg.Dir, "dir", defaultDir(getenv), "data directory (env TRUSTLOG_DIR)")
+	fs.StringVar(&cfg.HTTPSAddress, "https-address", "", "set core.https_address, the HTTPS listen address (default 127.0.0.1:8443)")
+	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS server or cluster URL(s); default: embedded server in <dir>/nats")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "credentials file for --nats")
+	fs.IntVar(&cfg.Replicas, "replicas", 0, "stream replicas on an external cluster (3 for a 3-node cluster)")
+	fs.BoolVar(&verbose, "verbose", false, "log debug messages")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.InsecureTLS = getenv("TRUSTLOG_INSECURE_TLS") != ""
+	d, err := daemon.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down")
+	return d.Close()
+}
+
+func defaultDir(getenv func(string) string) string {
+	if d := getenv("TRUSTLOG_DIR"); d != "" {
+		return d
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "share", "trustlog")
+	}
+	return "trustlog"
+}
