@@ -102,15 +102,12 @@ func (s *Store) Stream() string { return s.stream }
 
 // LastSeq returns the sequence of the last event on the stream (0 if empty).
 func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	// Stream looks the stream up with one info request; its cached info is fresh.
 	st, err := s.js.Stream(ctx, s.stream)
 	if err != nil {
 		return 0, fmt.Errorf("natsstore: stream info: %w", err)
 	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("natsstore: stream info: %w", err)
-	}
-	return info.State.LastSeq, nil
+	return st.CachedInfo().State.LastSeq, nil
 }
 
 // Append stores envs as one atomic unit after the event at sequence expect,
