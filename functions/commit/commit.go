@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/trustlog/trustlog/events"
@@ -47,6 +48,11 @@ type Committer struct {
 	Source string
 	// MaxAttempts bounds the decide-append cycles of one write.
 	MaxAttempts int
+
+	// mu serialises the writes of this instance: a write decided while
+	// another is in flight would only conflict with it. Conflicts then come
+	// from other instances alone.
+	mu sync.Mutex
 }
 
 // Do runs decide until its events are appended or it fails, and returns the
@@ -56,6 +62,8 @@ func (c *Committer) Do(ctx context.Context, actor events.Actor, decide Decision)
 	if attempts <= 0 {
 		attempts = 8
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for range attempts {
 		m := c.Model.Snapshot()
 		payloads, err := decide(m)
