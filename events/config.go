@@ -19,16 +19,22 @@ func (e ConfigChanged) EventSubject() string { return SubjectPrefix + ".config."
 
 // subjectToken makes s safe inside a NATS subject: the wildcard characters,
 // whitespace and anything outside printable ASCII become '_'. Dots are kept,
-// so "core.https_address" spans several subject tokens.
+// so "core.https_address" spans several subject tokens; outer dots are
+// dropped and an empty token (as in "a..b", or s == "") becomes '_'.
 func subjectToken(s string) string {
-	if s == "" {
-		return "_"
-	}
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '*' || r == '>' || r <= ' ' || r > '~':
-			return '_'
+	toks := strings.Split(strings.Trim(s, "."), ".")
+	for i, tok := range toks {
+		if tok == "" {
+			toks[i] = "_"
+			continue
 		}
-		return r
-	}, strings.Trim(s, "."))
+		toks[i] = strings.Map(func(r rune) rune {
+			switch {
+			case r == '*' || r == '>' || r <= ' ' || r > '~':
+				return '_'
+			}
+			return r
+		}, tok)
+	}
+	return strings.Join(toks, ".")
 }
