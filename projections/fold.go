@@ -1,9 +1,11 @@
 package projections
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/trustlog/trustlog/events"
 )
@@ -28,6 +30,7 @@ type Builder struct {
 	m           Model
 	certsOwned  bool
 	configOwned bool
+	tokensOwned bool
 }
 
 // NewBuilder starts from base (Empty if nil). base is never modified.
@@ -45,7 +48,7 @@ func (b *Builder) Seq() uint64 { return b.m.seq }
 // Apply do not change it.
 func (b *Builder) Model() *Model {
 	snap := b.m
-	b.certsOwned, b.configOwned = false, false
+	b.certsOwned, b.configOwned, b.tokensOwned = false, false, false
 	return &snap
 }
 
@@ -74,12 +77,12 @@ func (b *Builder) Apply(rec events.Record) error {
 		b.m.skipped++
 		return fmt.Errorf("projections: event %d: %w", rec.Seq, err)
 	default:
-		b.apply(p)
+		b.apply(p, env.Time)
 	}
 	return nil
 }
 
-func (b *Builder) apply(p events.Payload) {
+func (b *Builder) apply(p events.Payload, at time.Time) {
 	switch e := p.(type) {
 	case *events.CertificateTrusted:
 		sum, ok := ParseFingerprint(e.Fingerprint)
@@ -131,7 +134,58 @@ func (b *Builder) apply(p events.Payload) {
 		} else {
 			b.config()[e.Key] = e.Value
 		}
+	case *events.TokenIssued:
+		sum, err := hex.DecodeString(e.SecretHash)
+		if err != nil || len(sum) != 32 {
+			return
+		}
+		t := &Token{
+			ID: e.ID, Name: e.Name, Type: e.Type, Restricted: e.Restricted, Projects: nonNil(e.Projects),
+			Description: e.Description, SecretHash: [32]byte(sum), SealedSecret: e.SealedSecret,
+			Fingerprint: e.Fingerprint, Addresses: nonNil(e.Addresses), IssuedAt: at, ExpiresAt: e.ExpiresAt,
+			State: TokenPending,
+		}
+		tokens, bySecret := b.tokens()
+		if old, ok := tokens[t.ID]; ok && old.Pending() {
+			delete(bySecret, old.SecretHash)
+		}
+		tokens[t.ID] = t
+		bySecret[t.SecretHash] = t.ID
+	case *events.TokenRedeemed:
+		b.endToken(e.ID, TokenRedeemed, at, e.Fingerprint)
+	case *events.TokenRevoked:
+		b.endToken(e.ID, TokenRevoked, at, "")
+	case *events.TokenExpired:
+		b.endToken(e.ID, TokenExpired, at, "")
 	}
+}
+
+// endToken moves a pending token to a final state.
+func (b *Builder) endToken(id, state string, at time.Time, by string) {
+	old, ok := b.m.tokens[id]
+	if !ok || !old.Pending() {
+		return
+	}
+	next := *old
+	next.State, next.EndedAt, next.RedeemedBy = state, at, by
+	tokens, bySecret := b.tokens()
+	tokens[id] = &next
+	delete(bySecret, old.SecretHash)
+}
+
+func (b *Builder) tokens() (map[string]*Token, map[[32]byte]string) {
+	if !b.tokensOwned {
+		b.m.tokens = maps.Clone(b.m.tokens)
+		if b.m.tokens == nil {
+			b.m.tokens = map[string]*Token{}
+		}
+		b.m.tokenBySecret = maps.Clone(b.m.tokenBySecret)
+		if b.m.tokenBySecret == nil {
+			b.m.tokenBySecret = map[[32]byte]string{}
+		}
+		b.tokensOwned = true
+	}
+	return b.m.tokens, b.m.tokenBySecret
 }
 
 func (b *Builder) certs() map[[32]byte]*Certificate {

@@ -49,10 +49,18 @@ type Model struct {
 	skipped uint64
 	certs   map[[32]byte]*Certificate
 	config  map[string]string
+
+	tokens        map[string]*Token   // every token, by id
+	tokenBySecret map[[32]byte]string // pending tokens: secret hash → id
 }
 
 // Empty is the model of an empty stream.
-var Empty = &Model{certs: map[[32]byte]*Certificate{}, config: map[string]string{}}
+var Empty = &Model{
+	certs:         map[[32]byte]*Certificate{},
+	config:        map[string]string{},
+	tokens:        map[string]*Token{},
+	tokenBySecret: map[[32]byte]string{},
+}
 
 // Seq returns the sequence of the last event folded in (0 for none).
 func (m *Model) Seq() uint64 { return m.seq }

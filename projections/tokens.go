@@ -1,0 +1,95 @@
+package projections
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Token states.
+const (
+	TokenPending  = "pending"
+	TokenRedeemed = "redeemed"
+	TokenRevoked  = "revoked"
+	TokenExpired  = "expired"
+)
+
+// Token is a trust token as the read model knows it. Values reachable from a
+// Model must not be modified.
+type Token struct {
+	ID          string
+	Name        string
+	Type        string
+	Restricted  bool
+	Projects    []string
+	Description string
+	// SecretHash is the SHA-256 of the secret's text.
+	SecretHash [32]byte
+	// SealedSecret is the secret sealed under the service key.
+	SealedSecret string
+	// Fingerprint is the server certificate fingerprint the token pins.
+	Fingerprint string
+	Addresses   []string
+	// IssuedAt is the time of the TokenIssued event; ExpiresAt is zero for
+	// a token that never expires.
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// State is TokenPending, TokenRedeemed, TokenRevoked or TokenExpired;
+	// EndedAt is when it left the pending state.
+	State   string
+	EndedAt time.Time
+	// RedeemedBy is the fingerprint of the certificate the token let in.
+	RedeemedBy string
+}
+
+// Pending reports whether the token can still be redeemed (ignoring expiry,
+// which the caller checks against its clock).
+func (t *Token) Pending() bool { return t.State == TokenPending }
+
+// ExpiredAt reports whether a pending token has passed its expiry at now.
+func (t *Token) ExpiredAt(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
+}
+
+// Token returns the token with operation id.
+func (m *Model) Token(id string) (*Token, bool) {
+	t, ok := m.tokens[id]
+	return t, ok
+}
+
+// PendingToken returns the pending token whose secret hashes to sum.
+func (m *Model) PendingToken(sum [32]byte) (*Token, bool) {
+	id, ok := m.tokenBySecret[sum]
+	if !ok {
+		return nil, false
+	}
+	return m.tokens[id], true
+}
+
+// PendingTokens returns the pending tokens, oldest first.
+func (m *Model) PendingTokens() []*Token {
+	out := make([]*Token, 0, len(m.tokenBySecret))
+	for _, id := range m.tokenBySecret {
+		out = append(out, m.tokens[id])
+	}
+	slices.SortFunc(out, func(a, b *Token) int {
+		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Tokens returns every token the model knows, in any state, oldest first.
+func (m *Model) Tokens() []*Token {
+	out := slices.Collect(maps.Values(m.tokens))
+	slices.SortFunc(out, func(a, b *Token) int {
+		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
