@@ -169,6 +169,10 @@ func TestTypes(t *testing.T) {
 		"trustlog.certificate.trusted.v1",
 		"trustlog.certificate.updated.v1",
 		"trustlog.config.changed.v1",
+		"trustlog.token.expired.v1",
+		"trustlog.token.issued.v1",
+		"trustlog.token.redeemed.v1",
+		"trustlog.token.revoked.v1",
 	}
 	if diff := cmp.Diff(want, events.Types()); diff != "" {
 		t.Errorf("Types mismatch (-want +got):\n%s", diff)

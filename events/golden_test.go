@@ -89,6 +89,32 @@ var goldenPayloads = []events.Payload{
 		Key:   "core.https_address",
 		Value: "127.0.0.1:8443",
 	},
+	&events.TokenIssued{
+		ID:           "6f1c9a52-3b7e-4d8a-9c21-0e5f4a7b8c90",
+		Name:         "bob-workstation",
+		Type:         events.CertificateTypeClient,
+		Restricted:   true,
+		Projects:     []string{"web"},
+		Description:  "Bob's workstation",
+		SecretHash:   "9b1d0c2e7f4a8b3c6d5e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e",
+		SealedSecret: "3q2+7wAAAAAAAAAAc2VhbGVkIHNlY3JldCBnb2VzIGhlcmU=",
+		Fingerprint:  goldenFP1,
+		Addresses:    []string{"192.0.2.10:8443", "[2001:db8::10]:8443"},
+		ExpiresAt:    time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
+	},
+	&events.TokenRedeemed{
+		ID:          "6f1c9a52-3b7e-4d8a-9c21-0e5f4a7b8c90",
+		Name:        "bob-workstation",
+		Fingerprint: goldenFP2,
+	},
+	&events.TokenRevoked{
+		ID:   "6f1c9a52-3b7e-4d8a-9c21-0e5f4a7b8c90",
+		Name: "bob-workstation",
+	},
+	&events.TokenExpired{
+		ID:   "6f1c9a52-3b7e-4d8a-9c21-0e5f4a7b8c90",
+		Name: "bob-workstation",
+	},
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

@@ -13,6 +13,10 @@ var registry = map[string]func() Payload{
 	CertificateUpdated{}.EventType(): func() Payload { return &CertificateUpdated{} },
 	CertificateRemoved{}.EventType(): func() Payload { return &CertificateRemoved{} },
 	ConfigChanged{}.EventType():      func() Payload { return &ConfigChanged{} },
+	TokenIssued{}.EventType():        func() Payload { return &TokenIssued{} },
+	TokenRedeemed{}.EventType():      func() Payload { return &TokenRedeemed{} },
+	TokenRevoked{}.EventType():       func() Payload { return &TokenRevoked{} },
+	TokenExpired{}.EventType():       func() Payload { return &TokenExpired{} },
 }
 
 // Types returns every event type this version of Trustlog decodes, sorted.

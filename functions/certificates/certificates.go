@@ -3,6 +3,8 @@
 package certificates
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
@@ -19,23 +21,35 @@ import (
 	"github.com/trustlog/trustlog/projections"
 )
 
+// Tokens issues and redeems trust tokens (package tokens implements it).
+type Tokens interface {
+	// Issue creates a token for an admin's request and returns its operation.
+	Issue(ctx context.Context, actor events.Actor, req api.CertificatesPost) (api.Operation, error)
+	// Redeem consumes token for a checked certificate and trusts it,
+	// returning the new entry's fingerprint. Errors are *response.Error
+	// values (403 for any token that does not work) or internal errors.
+	Redeem(ctx context.Context, actor events.Actor, token string, cert *x509.Certificate) (string, error)
+}
+
 // Handler serves the trust store.
 type Handler struct {
 	model     commit.ReadModel
 	committer *commit.Committer
+	tokens    Tokens
 	now       func() time.Time
 	log       *slog.Logger
 }
 
-// New returns a Handler; now is the clock used to check certificate validity.
-func New(model commit.ReadModel, c *commit.Committer, now func() time.Time, log *slog.Logger) *Handler {
+// New returns a Handler; now is the clock used to check certificate
+// validity. tokens may be nil, which turns trust tokens off.
+func New(model commit.ReadModel, c *commit.Committer, tokens Tokens, now func() time.Time, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.Default()
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Handler{model: model, committer: c, now: now, log: log}
+	return &Handler{model: model, committer: c, tokens: tokens, now: now, log: log}
 }
 
 // Routes returns the routes of the handler.
@@ -128,12 +142,68 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		response.Fail(w, r, h.log, err)
 		return
 	}
+	if req.Token {
+		op, err := h.issue(r, id, req)
+		if err != nil {
+			response.Fail(w, r, h.log, err)
+			return
+		}
+		response.Async(w, op)
+		return
+	}
 	loc, err := h.add(r, id, req)
 	if err != nil {
 		response.Fail(w, r, h.log, err)
 		return
 	}
 	response.Created(w, loc)
+}
+
+// issue runs POST /1.0/certificates with "token": true.
+func (h *Handler) issue(r *http.Request, id authn.Identity, req api.CertificatesPost) (api.Operation, error) {
+	if err := checkName(req.Name); err != nil {
+		return api.Operation{}, err
+	}
+	if len(req.Projects) > 0 && !req.Restricted {
+		return api.Operation{}, errProjectsUnrestricted
+	}
+	if req.Certificate != "" {
+		return api.Operation{}, response.BadRequest("Can't use certificate if token is requested")
+	}
+	if req.Type != "" && req.Type != events.CertificateTypeClient {
+		return api.Operation{}, response.BadRequest("Tokens can only be issued for client certificates")
+	}
+	if !id.Admin() {
+		return api.Operation{}, response.ErrForbidden
+	}
+	if h.tokens == nil {
+		return api.Operation{}, &response.Error{Status: http.StatusNotImplemented, Message: "Trust tokens are not available"}
+	}
+	return h.tokens.Issue(r.Context(), id.Actor(), req)
+}
+
+// redeem trusts the caller's certificate with a trust token. The
+// certificate is checked before the token is looked up, so a bad
+// certificate does not burn the token.
+func (h *Handler) redeem(r *http.Request, id authn.Identity, token string) (string, error) {
+	if h.tokens == nil {
+		return "", response.Forbidden("No matching certificate add operation found")
+	}
+	cert := id.PeerCertificate
+	if cert == nil {
+		if r.TLS == nil && len(authn.PeerCertificates(r)) == 0 {
+			return "", response.BadRequest("Can't use TLS data on non-TLS link")
+		}
+		return "", response.BadRequest("No client certificate provided")
+	}
+	if err := CheckValidity(cert, h.now()); err != nil {
+		return "", err
+	}
+	fp, err := h.tokens.Redeem(r.Context(), id.Actor(), token, cert)
+	if err != nil {
+		return "", err
+	}
+	return URL(fp), nil
 }
 
 // add runs POST /1.0/certificates and returns the new entry's URL.
@@ -147,28 +217,15 @@ func (h *Handler) add(r *http.Request, id authn.Identity, req api.CertificatesPo
 	if len(req.Projects) > 0 && !req.Restricted {
 		return "", errProjectsUnrestricted
 	}
-	if req.Token {
-		if req.Certificate != "" {
-			return "", response.BadRequest("Can't use certificate if token is requested")
-		}
-		if req.Type != "" && req.Type != events.CertificateTypeClient {
-			return "", response.BadRequest("Tokens can only be issued for client certificates")
-		}
-		if !id.Admin() {
-			return "", response.ErrForbidden
-		}
-		return "", &response.Error{Status: http.StatusNotImplemented, Message: "Trust tokens are not supported yet"}
-	}
 	if id.Trusted && req.Certificate == "" {
 		return "", response.BadRequest("Client is already trusted")
 	}
 	if !id.Admin() {
-		// Only a trust token lets an untrusted or restricted caller in;
-		// token redemption is not supported yet, so nothing matches.
+		// Only a trust token lets an untrusted or restricted caller in.
 		if req.TrustToken == "" {
 			return "", response.ErrForbidden
 		}
-		return "", response.Forbidden("No matching certificate add operation found")
+		return h.redeem(r, id, req.TrustToken)
 	}
 	typ := req.Type
 	if typ == "" {

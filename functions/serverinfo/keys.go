@@ -5,6 +5,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/trustlog/trustlog/functions/tokens"
 )
 
 // DefaultHTTPSAddress is where the API listens when core.https_address is unset.
@@ -17,6 +19,26 @@ const DefaultPort = "8443"
 // Keys under "user." are free-form. Later features add their keys here.
 var keys = map[string]func(string) error{
 	"core.https_address": func(v string) error { _, err := NormalizeListenAddress(v); return err },
+	tokens.KeyExpiry:     tokens.ValidateExpiry,
+	tokens.KeyAdvertise:  validateAdvertise,
+}
+
+// validateAdvertise checks a comma-separated list of host:port addresses.
+func validateAdvertise(v string) error {
+	for _, a := range strings.Split(v, ",") {
+		a = strings.TrimSpace(a)
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("address %q must be host:port", a)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("invalid port in %q", a)
+		}
+		if net.ParseIP(host) == nil && !validHostname(host) {
+			return fmt.Errorf("invalid host in %q", a)
+		}
+	}
+	return nil
 }
 
 // ValidateKey reports whether value is acceptable for key. An empty value

@@ -26,11 +26,13 @@ const Version = "0.1.0"
 // Extensions lists the API extensions Trustlog implements, in the order
 // upstream introduced them. Clients probe for them before using a feature.
 var Extensions = []string{
+	"certificate_token",
 	"certificate_update",
 	"certificate_self_renewal",
 	"certificate_project",
 	"certificate_description",
 	"auth_user",
+	"explicit_trust_token",
 }
 
 // Host is what the serving host knows about itself. Implementations must be

@@ -3,8 +3,11 @@
 package service
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -15,7 +18,9 @@ import (
 	"github.com/trustlog/trustlog/functions/certificates"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/sealing"
 	"github.com/trustlog/trustlog/functions/serverinfo"
+	"github.com/trustlog/trustlog/functions/tokens"
 )
 
 // Config holds what the functions need from their host.
@@ -33,6 +38,10 @@ type Config struct {
 	Now func() time.Time
 	// NewID returns a fresh event id; nil means random UUIDs.
 	NewID func() string
+	// SealingKey is the 32-byte service key that seals token secrets. Required.
+	SealingKey []byte
+	// Random is the source of token secrets; nil means crypto/rand.
+	Random io.Reader
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -52,27 +61,66 @@ func (c Config) Validate() error {
 	if c.Source == "" {
 		errs = append(errs, errors.New("service: Source is required"))
 	}
+	if len(c.SealingKey) != sealing.KeySize {
+		errs = append(errs, fmt.Errorf("service: SealingKey must be %d bytes", sealing.KeySize))
+	}
 	return errors.Join(errs...)
 }
 
-// New returns the API handler.
-func New(cfg Config) (http.Handler, error) {
+// Service is the API: an http.Handler, plus the background work its
+// functions need (expiring tokens).
+type Service struct {
+	handler http.Handler
+	tokens  *tokens.Handler
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Sweep expires the tokens whose expiry has passed at now.
+func (s *Service) Sweep(ctx context.Context, now time.Time) (int, error) {
+	return s.tokens.Sweep(ctx, now)
+}
+
+// RunSweeper expires tokens every interval until ctx ends.
+func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
+	s.tokens.RunSweeper(ctx, interval)
+}
+
+// New returns the API.
+func New(cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Random == nil {
+		cfg.Random = rand.Reader
+	}
 	if cfg.NewID == nil {
-		cfg.NewID = func() string { return uuid.Must(uuid.NewRandomFromReader(rand.Reader)).String() }
+		random := cfg.Random
+		cfg.NewID = func() string { return uuid.Must(uuid.NewRandomFromReader(random)).String() }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	box, err := sealing.New(cfg.SealingKey, cfg.Random)
+	if err != nil {
+		return nil, err
+	}
 	c := &commit.Committer{Model: cfg.Model, Log: cfg.Log, Now: cfg.Now, NewID: cfg.NewID, Source: cfg.Source}
 	auth := authn.New(cfg.Model, cfg.Now)
+	tok := tokens.New(tokens.Config{
+		Model: cfg.Model, Committer: c, Host: cfg.Host, Box: box,
+		Now: cfg.Now, Random: cfg.Random, NewID: cfg.NewID, Log: cfg.Logger,
+	})
 	var routes []gate.Route
 	routes = append(routes, serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).Routes()...)
-	routes = append(routes, certificates.New(cfg.Model, c, cfg.Now, cfg.Logger).Routes()...)
-	return gate.New(gate.Config{Authenticator: auth, Logger: cfg.Logger}, routes...), nil
+	routes = append(routes, certificates.New(cfg.Model, c, tok, cfg.Now, cfg.Logger).Routes()...)
+	routes = append(routes, tok.Routes()...)
+	return &Service{
+		handler: gate.New(gate.Config{Authenticator: auth, Logger: cfg.Logger}, routes...),
+		tokens:  tok,
+	}, nil
 }

@@ -30,6 +30,10 @@ import (
 	"github.com/trustlog/trustlog/projections"
 )
 
+// SweepInterval is how often expired trust tokens are looked for, so a
+// TokenExpired event is at most this late.
+const SweepInterval = 30 * time.Second
+
 // Config configures a daemon. Only Dir is required.
 type Config struct {
 	// Dir is the data directory: server certificate, unix socket, NATS store.
@@ -72,7 +76,7 @@ type Daemon struct {
 	nc      *nats.Conn
 	store   *natsstore.Store
 	proj    *projections.Projector
-	handler http.Handler
+	handler *service.Service
 	unix    *http.Server
 	unixLn  net.Listener
 	cancel  context.CancelFunc
@@ -133,14 +137,19 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.proj.Sync(syncCtx); err != nil {
 		return nil, fmt.Errorf("daemon: replaying the event stream: %w", err)
 	}
+	key, err := loadOrCreateSealingKey(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
 	host, _ := os.Hostname()
 	svc := service.Config{
-		Model:  d.proj,
-		Log:    d.store,
-		Host:   d,
-		Source: "/trustlog/" + host,
-		Now:    cfg.Now,
-		Logger: d.log,
+		SealingKey: key,
+		Model:      d.proj,
+		Log:        d.store,
+		Host:       d,
+		Source:     "/trustlog/" + host,
+		Now:        cfg.Now,
+		Logger:     d.log,
 	}
 	if d.handler, err = service.New(svc); err != nil {
 		return nil, err
@@ -157,6 +166,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.wg.Go(func() { d.followConfig(runCtx) })
+	d.wg.Go(func() { d.handler.RunSweeper(runCtx, SweepInterval) })
 	d.log.Info("trustlogd ready",
 		"https", d.HTTPSAddr(), "unix", d.UnixSocket(),
 		"fingerprint", d.Fingerprint(), "events", d.proj.Snapshot().Seq(),
@@ -337,6 +347,10 @@ func (d *Daemon) Model() *projections.Model { return d.proj.Snapshot() }
 
 // Handler returns the API handler, as served on both listeners.
 func (d *Daemon) Handler() http.Handler { return d.handler }
+
+// Service returns the API with its background work, for tests that drive
+// the token sweeper with their own clock.
+func (d *Daemon) Service() *service.Service { return d.handler }
 
 // Certificate implements serverinfo.Host.
 func (d *Daemon) Certificate() (string, string) {
