@@ -13,15 +13,15 @@ import (
 // Apply folds one stored event into m and returns the resulting model; m is
 // not modified. It is pure: no I/O, no clock. Events at or below m.Seq() are
 // ignored, so applying a record twice is harmless. An event of unknown type
-// advances the sequence and is counted in Skipped.
+// advances the sequence and is counted in Skipped. A record that does not
+// decode is passed over as Builder.Apply does: the returned model has
+// advanced past it, and the error says why.
 //
 // Apply copies the maps it changes; to fold many events, use a Builder.
 func Apply(m *Model, rec events.Record) (*Model, error) {
 	b := NewBuilder(m)
-	if err := b.Apply(rec); err != nil {
-		return m, err
-	}
-	return b.Model(), nil
+	err := b.Apply(rec)
+	return b.Model(), err
 }
 
 // Builder folds a run of events into a model, copying each map at most once
