@@ -192,7 +192,7 @@ func TestApply(t *testing.T) {
 					Fingerprint: c0.FP, NewFingerprint: c1.FP, Name: "a", Projects: []string{}, Certificate: c1.PEM,
 				}),
 			},
-			want:  modelView{Seq: 3, Certs: []certView{entry(c1, "a"), entry(c2, "other")}, Config: noConfig},
+			want: modelView{Seq: 3, Certs: []certView{entry(c1, "a"), entry(c2, "other")}, Config: noConfig},
 		},
 		{
 			name: "ok/updated of an unknown entry is ignored",
