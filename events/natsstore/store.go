@@ -162,6 +162,11 @@ func (s *Store) appendBatch(ctx context.Context, expect uint64, msgs []*nats.Msg
 		}
 		m.Header.Set("Nats-Batch-Commit", "1")
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
 	resp, err := s.nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
 	if err != nil {
 		return 0, fmt.Errorf("natsstore: batch commit: %w", err)
@@ -217,6 +222,10 @@ func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn 
 		return fmt.Errorf("natsstore: follow: %w", err)
 	}
 	defer it.Stop()
+	// Stopping the iterator wakes a Next that is waiting for an event, so
+	// cancelling ctx ends Follow at once rather than after the idle wait.
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
