@@ -97,7 +97,7 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 			Projects:    nonNil(e.Projects),
 			Description: e.Description,
 			PEM:         e.Certificate,
-			X509:        parsePEM(e.Certificate),
+			parsed:      newLazyCert(e.Certificate),
 		}
 	case *events.CertificateUpdated:
 		sum, ok := ParseFingerprint(e.Fingerprint)
@@ -121,7 +121,7 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 			next.Fingerprint = e.NewFingerprint
 		}
 		if e.Certificate != "" && e.Certificate != old.PEM {
-			next.PEM, next.X509 = e.Certificate, parsePEM(e.Certificate)
+			next.PEM, next.parsed = e.Certificate, newLazyCert(e.Certificate)
 		}
 		certs[sum] = &next
 	case *events.CertificateRemoved:

@@ -57,7 +57,7 @@ func view(t *testing.T, m *projections.Model) modelView {
 		if got := m.CertificatesByPrefix(c.Fingerprint[:6]); !containsCert(got, c) {
 			t.Errorf("CertificatesByPrefix(%s) misses the entry", c.Fingerprint[:6])
 		}
-		if c.X509 != nil && projections.Fingerprint(c.X509.Raw) != sum {
+		if x := c.X509(); x != nil && projections.Fingerprint(x.Raw) != sum {
 			t.Errorf("entry %s holds a certificate with another fingerprint", c.Fingerprint)
 		}
 	}

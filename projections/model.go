@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -28,16 +29,36 @@ type Certificate struct {
 	Description string
 	// PEM is the certificate in PEM form, as the API returns it.
 	PEM string
-	// X509 is the parsed certificate; nil if the stored PEM did not parse.
-	X509 *x509.Certificate
+
+	parsed *lazyCert
+}
+
+// lazyCert parses a PEM certificate on first use: replaying a large trust
+// store must not pay for x509 parsing of entries nobody looks at.
+type lazyCert struct {
+	once sync.Once
+	pem  string
+	cert *x509.Certificate
+}
+
+func newLazyCert(pemText string) *lazyCert { return &lazyCert{pem: pemText} }
+
+// X509 returns the parsed certificate, or nil if the stored PEM does not
+// parse. It is safe for concurrent use.
+func (c *Certificate) X509() *x509.Certificate {
+	if c.parsed == nil {
+		return nil
+	}
+	c.parsed.once.Do(func() { c.parsed.cert = parsePEM(c.parsed.pem) })
+	return c.parsed.cert
 }
 
 // NotAfter returns the end of the certificate's validity, or the zero time.
 func (c *Certificate) NotAfter() time.Time {
-	if c.X509 == nil {
-		return time.Time{}
+	if x := c.X509(); x != nil {
+		return x.NotAfter
 	}
-	return c.X509.NotAfter
+	return time.Time{}
 }
 
 // Model is an immutable view of the event stream up to a sequence. All its
