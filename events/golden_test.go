@@ -115,6 +115,26 @@ var goldenPayloads = []events.Payload{
 		ID:   "6f1c9a52-3b7e-4d8a-9c21-0e5f4a7b8c90",
 		Name: "bob-workstation",
 	},
+	&events.CAChanged{
+		Certificate: goldenPEM1,
+		Fingerprint: goldenFP1,
+	},
+	&events.CRLUpdated{
+		IssuerFingerprint: goldenFP1,
+		Number:            "7",
+		ThisUpdate:        time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC),
+		NextUpdate:        time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC),
+		SHA256:            "5f2b7a9c0d1e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e",
+		Total:             3,
+		Parts:             2,
+		Revoked:           []string{"1f", "2a3b"},
+	},
+	&events.CRLRevocations{
+		IssuerFingerprint: goldenFP1,
+		SHA256:            "5f2b7a9c0d1e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e",
+		Part:              2,
+		Revoked:           []string{"c0ffee"},
+	},
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

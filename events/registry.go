@@ -17,6 +17,9 @@ var registry = map[string]func() Payload{
 	TokenRedeemed{}.EventType():      func() Payload { return &TokenRedeemed{} },
 	TokenRevoked{}.EventType():       func() Payload { return &TokenRevoked{} },
 	TokenExpired{}.EventType():       func() Payload { return &TokenExpired{} },
+	CAChanged{}.EventType():          func() Payload { return &CAChanged{} },
+	CRLUpdated{}.EventType():         func() Payload { return &CRLUpdated{} },
+	CRLRevocations{}.EventType():     func() Payload { return &CRLRevocations{} },
 }
 
 // Types returns every event type this version of Trustlog decodes, sorted.

@@ -151,6 +151,39 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 		}
 		tokens[t.ID] = t
 		bySecret[t.SecretHash] = t.ID
+	case *events.CAChanged:
+		b.m.crl, b.m.crlPending = nil, nil
+		if e.Certificate == "" {
+			b.m.ca = nil
+			return
+		}
+		b.m.ca = &CA{PEM: e.Certificate, Fingerprint: e.Fingerprint, Cert: parsePEM(e.Certificate)}
+	case *events.CRLUpdated:
+		if b.m.ca == nil || e.IssuerFingerprint != b.m.ca.Fingerprint {
+			return
+		}
+		c := &CRL{
+			IssuerFingerprint: e.IssuerFingerprint, Number: e.Number, ThisUpdate: e.ThisUpdate,
+			NextUpdate: e.NextUpdate, SHA256: e.SHA256, Total: e.Total, UpdatedAt: at,
+			parts: max(e.Parts, 1), seen: 1, revoked: make(map[string]struct{}, e.Total),
+		}
+		for _, s := range e.Revoked {
+			c.revoked[s] = struct{}{}
+		}
+		b.placeCRL(c)
+	case *events.CRLRevocations:
+		p := b.m.crlPending
+		if p == nil || p.SHA256 != e.SHA256 || e.Part != p.seen+1 {
+			return
+		}
+		// The pending list may be shared with a published snapshot: copy it.
+		next := *p
+		next.revoked = maps.Clone(p.revoked)
+		for _, s := range e.Revoked {
+			next.revoked[s] = struct{}{}
+		}
+		next.seen++
+		b.placeCRL(&next)
 	case *events.TokenRedeemed:
 		b.endToken(e.ID, TokenRedeemed, at, e.Fingerprint)
 	case *events.TokenRevoked:
@@ -158,6 +191,16 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 	case *events.TokenExpired:
 		b.endToken(e.ID, TokenExpired, at, "")
 	}
+}
+
+// placeCRL puts a list in force once all its parts are in, and keeps it
+// pending until then.
+func (b *Builder) placeCRL(c *CRL) {
+	if c.Complete() {
+		b.m.crl, b.m.crlPending = c, nil
+		return
+	}
+	b.m.crlPending = c
 }
 
 // endToken moves a pending token to a final state.

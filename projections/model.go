@@ -73,6 +73,10 @@ type Model struct {
 
 	tokens        map[string]*Token   // every token, by id
 	tokenBySecret map[[32]byte]string // pending tokens: secret hash → id
+
+	ca         *CA
+	crl        *CRL // the complete list in force
+	crlPending *CRL // a list whose parts are still arriving
 }
 
 // Empty is the model of an empty stream.
