@@ -17,6 +17,7 @@ import (
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/functions/response"
 	"github.com/trustlog/trustlog/projections"
 )
@@ -251,6 +252,11 @@ func (h *Handler) add(r *http.Request, id authn.Identity, req api.CertificatesPo
 		name = id.Address
 	}
 	_, err = h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
+		if typ != events.CertificateTypeServer {
+			if err := pki.Check(m, cert); err != nil {
+				return nil, err
+			}
+		}
 		if _, ok := m.Certificate(sum); ok {
 			return nil, response.Conflict("Certificate already in trust store")
 		}

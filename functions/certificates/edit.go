@@ -1,6 +1,7 @@
 package certificates
 
 import (
+	"crypto/x509"
 	"encoding/hex"
 	"net/http"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/authn"
+	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/functions/response"
 	"github.com/trustlog/trustlog/projections"
 )
@@ -79,6 +81,7 @@ func (h *Handler) updateErr(w http.ResponseWriter, r *http.Request, merge bool) 
 		Certificate: cur.PEM,
 	}
 	var newSum [32]byte
+	var newCert *x509.Certificate
 	if req.Certificate != "" && req.Certificate != cur.PEM {
 		c, err := ParsePEM(req.Certificate)
 		if err != nil {
@@ -87,7 +90,7 @@ func (h *Handler) updateErr(w http.ResponseWriter, r *http.Request, merge bool) 
 		if err := CheckValidity(c, h.now()); err != nil {
 			return err
 		}
-		newSum = projections.Fingerprint(c.Raw)
+		newSum, newCert = projections.Fingerprint(c.Raw), c
 		ev.Certificate = EncodePEM(c)
 		if fp := hex.EncodeToString(newSum[:]); fp != cur.Fingerprint {
 			ev.NewFingerprint = fp
@@ -96,6 +99,11 @@ func (h *Handler) updateErr(w http.ResponseWriter, r *http.Request, merge bool) 
 	_, err = h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
 		if _, ok := m.CertificateByFingerprint(cur.Fingerprint); !ok {
 			return nil, response.NotFound("Certificate not found")
+		}
+		if newCert != nil && cur.Type != events.CertificateTypeServer {
+			if err := pki.Check(m, newCert); err != nil {
+				return nil, err
+			}
 		}
 		if ev.NewFingerprint != "" {
 			if _, ok := m.Certificate(newSum); ok {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/tokens"
 )
 
@@ -18,9 +19,18 @@ const DefaultPort = "8443"
 // keys maps every server configuration key Trustlog knows to its validator.
 // Keys under "user." are free-form. Later features add their keys here.
 var keys = map[string]func(string) error{
-	"core.https_address": func(v string) error { _, err := NormalizeListenAddress(v); return err },
-	tokens.KeyExpiry:     tokens.ValidateExpiry,
-	tokens.KeyAdvertise:  validateAdvertise,
+	"core.https_address":   func(v string) error { _, err := NormalizeListenAddress(v); return err },
+	tokens.KeyExpiry:       tokens.ValidateExpiry,
+	tokens.KeyAdvertise:    validateAdvertise,
+	authn.KeyTrustCA:       validateBool,
+	authn.KeyCRLFailClosed: validateBool,
+}
+
+func validateBool(v string) error {
+	if _, err := strconv.ParseBool(v); err != nil {
+		return fmt.Errorf("%q is not a boolean", v)
+	}
+	return nil
 }
 
 // validateAdvertise checks a comma-separated list of host:port addresses.

@@ -33,6 +33,7 @@ var Extensions = []string{
 	"certificate_description",
 	"auth_user",
 	"explicit_trust_token",
+	"trustlog_pki",
 }
 
 // Host is what the serving host knows about itself. Implementations must be

@@ -18,6 +18,7 @@ import (
 	"github.com/trustlog/trustlog/functions/certificates"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/functions/sealing"
 	"github.com/trustlog/trustlog/functions/serverinfo"
 	"github.com/trustlog/trustlog/functions/tokens"
@@ -119,6 +120,7 @@ func New(cfg Config) (*Service, error) {
 	routes = append(routes, serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).Routes()...)
 	routes = append(routes, certificates.New(cfg.Model, c, tok, cfg.Now, cfg.Logger).Routes()...)
 	routes = append(routes, tok.Routes()...)
+	routes = append(routes, pki.New(cfg.Model, c, cfg.Now, cfg.Logger).Routes()...)
 	return &Service{
 		handler: gate.New(gate.Config{Authenticator: auth, Logger: cfg.Logger}, routes...),
 		tokens:  tok,

@@ -24,6 +24,7 @@ import (
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/functions/response"
 	"github.com/trustlog/trustlog/functions/sealing"
 	"github.com/trustlog/trustlog/projections"
@@ -167,6 +168,10 @@ func (h *Handler) Redeem(ctx context.Context, actor events.Actor, token string, 
 	expired := false
 	_, err = h.cfg.Committer.Do(ctx, actor, func(m *projections.Model) ([]events.Payload, error) {
 		expired = false
+		// A certificate PKI mode could never trust does not consume a token.
+		if err := pki.Check(m, cert); err != nil {
+			return nil, err
+		}
 		t, ok := m.PendingToken(sum)
 		if !ok || subtle.ConstantTimeCompare(t.SecretHash[:], sum[:]) != 1 {
 			return nil, response.Forbidden("No matching certificate add operation found")

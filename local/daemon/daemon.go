@@ -77,6 +77,7 @@ type Daemon struct {
 	store   *natsstore.Store
 	proj    *projections.Projector
 	handler *service.Service
+	sys     *commit.Committer // writes of the daemon itself
 	unix    *http.Server
 	unixLn  net.Listener
 	cancel  context.CancelFunc
@@ -154,11 +155,17 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.handler, err = service.New(svc); err != nil {
 		return nil, err
 	}
+	d.sys = &commit.Committer{Model: d.proj, Log: d.store, Now: cfg.Now, NewID: newID, Source: svc.Source}
 	if cfg.HTTPSAddress != "" {
-		if err := d.setHTTPSAddress(ctx, svc, cfg.HTTPSAddress); err != nil {
+		if err := d.setHTTPSAddress(ctx, cfg.HTTPSAddress); err != nil {
 			return nil, err
 		}
 	}
+	if err := d.syncCA(ctx); err != nil {
+		return nil, err
+	}
+	crls := &crlWatcher{d: d}
+	crls.check(ctx)
 	if err := d.listenUnix(); err != nil {
 		return nil, err
 	}
@@ -167,6 +174,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.wg.Go(func() { d.followConfig(runCtx) })
 	d.wg.Go(func() { d.handler.RunSweeper(runCtx, SweepInterval) })
+	d.wg.Go(func() { crls.run(runCtx) })
 	d.log.Info("trustlogd ready",
 		"https", d.HTTPSAddr(), "unix", d.UnixSocket(),
 		"fingerprint", d.Fingerprint(), "events", d.proj.Snapshot().Seq(),
@@ -212,12 +220,11 @@ func (d *Daemon) connectNATS() error {
 }
 
 // setHTTPSAddress records addr as core.https_address unless it already is.
-func (d *Daemon) setHTTPSAddress(ctx context.Context, svc service.Config, addr string) error {
+func (d *Daemon) setHTTPSAddress(ctx context.Context, addr string) error {
 	if _, err := serverinfo.NormalizeListenAddress(addr); err != nil {
 		return fmt.Errorf("daemon: --https-address: %w", err)
 	}
-	c := &commit.Committer{Model: d.proj, Log: d.store, Now: svc.Now, NewID: newID, Source: svc.Source}
-	_, err := c.Do(ctx, events.Actor{Name: "trustlogd", Method: "system"}, func(m *projections.Model) ([]events.Payload, error) {
+	_, err := d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
 		if m.ConfigValue("core.https_address") == addr {
 			return nil, nil
 		}

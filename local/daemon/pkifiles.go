@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/pki"
+	"github.com/trustlog/trustlog/projections"
+)
+
+// CRLPollInterval is how often <dir>/ca.crl is checked for a new list.
+const CRLPollInterval = 2 * time.Second
+
+var systemActor = events.Actor{Name: "trustlogd", Method: "system"}
+
+// syncCA puts <dir>/server.ca in force, as LXD reads it at start. Without
+// the file, the CA recorded in the log (set through the API) stays.
+func (d *Daemon) syncCA(ctx context.Context) error {
+	path := filepath.Join(d.cfg.Dir, "server.ca")
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	ev, err := pki.CAEvent(string(raw))
+	if err != nil {
+		return fmt.Errorf("daemon: %s: %w", path, err)
+	}
+	if ev.Fingerprint == "" {
+		return fmt.Errorf("daemon: %s holds no certificate", path)
+	}
+	if _, err := d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
+		return pki.ChangeCA(m, ev), nil
+	}); err != nil {
+		return fmt.Errorf("daemon: recording %s: %w", path, err)
+	}
+	d.log.Info("PKI mode: only certificates signed by the CA are trusted", "ca", ev.Fingerprint)
+	return nil
+}
+
+// crlWatcher publishes <dir>/ca.crl whenever its content changes, so a
+// revocation takes effect without a restart, and warns once per list when
+// the list in force passes its nextUpdate.
+type crlWatcher struct {
+	d         *Daemon
+	lastFile  [32]byte // content last handled
+	warnedFor string   // SHA-256 of the list last warned about
+}
+
+func (w *crlWatcher) check(ctx context.Context) {
+	d := w.d
+	path := filepath.Join(d.cfg.Dir, "ca.crl")
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		d.log.Warn("cannot read CRL file", "path", path, "err", err)
+	case sha256.Sum256(raw) != w.lastFile:
+		w.lastFile = sha256.Sum256(raw)
+		der, err := pki.DecodeCRL(string(raw))
+		if err == nil {
+			_, err = d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
+				return pki.CRLEvents(m, der)
+			})
+		}
+		if err != nil {
+			d.log.Warn("CRL file not published", "path", path, "err", err)
+		} else {
+			d.log.Info("CRL file published", "path", path)
+		}
+	}
+	if c := d.proj.Snapshot().CRL(); c.Stale(d.cfg.Now()) && w.warnedFor != c.SHA256 {
+		w.warnedFor = c.SHA256
+		d.log.Warn("the CRL in force is past its nextUpdate; publish a new one", "next_update", c.NextUpdate, "crl", c.SHA256)
+	}
+}
+
+func (w *crlWatcher) run(ctx context.Context) {
+	tick := time.NewTicker(CRLPollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			w.check(ctx)
+		}
+	}
+}
