@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/authn"
@@ -29,10 +30,24 @@ type Route struct {
 	Handler http.Handler
 }
 
+// Observer is told about every decision and response; metrics implement it.
+// Its methods must be safe for concurrent use and must not block.
+type Observer interface {
+	// Authenticated reports the identity of a request and whether the gate
+	// admitted it to its route.
+	Authenticated(id authn.Identity, admitted bool)
+	// Served reports the route pattern, status and duration of a response.
+	Served(route string, status int, d time.Duration)
+}
+
 // Config configures the gate.
 type Config struct {
 	// Authenticator identifies callers. Required.
 	Authenticator *authn.Authenticator
+	// Observer, if set, sees every decision and response.
+	Observer Observer
+	// Now is the clock for durations; nil means time.Now.
+	Now func() time.Time
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -44,9 +59,12 @@ func New(cfg Config, routes ...Route) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	mux := http.NewServeMux()
 	for _, rt := range routes {
-		mux.Handle(rt.Method+" "+rt.Path, admit(cfg.Authenticator, log, rt))
+		mux.Handle(rt.Method+" "+rt.Path, admit(cfg, log, rt))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		response.Fail(w, r, log, response.ErrNotFound)
@@ -54,8 +72,15 @@ func New(cfg Config, routes ...Route) http.Handler {
 	return mux
 }
 
-func admit(a *authn.Authenticator, log *slog.Logger, rt Route) http.Handler {
+func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
+	a, obs, route := cfg.Authenticator, cfg.Observer, rt.Method+" "+rt.Path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if obs != nil {
+			start := cfg.Now()
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			w = sw
+			defer func() { obs.Served(route, sw.status, cfg.Now().Sub(start)) }()
+		}
 		switch r.Header.Get("Sec-Fetch-Site") {
 		case "cross-site", "same-site":
 			response.Fail(w, r, log, response.Forbidden("Forbidden Sec-Fetch-Site header value"))
@@ -65,13 +90,31 @@ func admit(a *authn.Authenticator, log *slog.Logger, rt Route) http.Handler {
 		if id.Trusted && id.Type == events.CertificateTypeMetrics && !rt.Metrics {
 			id = authn.Identity{Address: id.Address, Fingerprint: id.Fingerprint, PeerCertificate: id.PeerCertificate}
 		}
-		if !id.Trusted && (!rt.Untrusted || expectsAuth(r)) {
+		admitted := id.Trusted || (rt.Untrusted && !expectsAuth(r))
+		if obs != nil {
+			obs.Authenticated(id, admitted)
+		}
+		if !admitted {
 			response.Fail(w, r, log, response.ErrForbidden)
 			return
 		}
 		rt.Handler.ServeHTTP(w, r.WithContext(authn.WithIdentity(r.Context(), id)))
 	})
 }
+
+// statusWriter remembers the status code of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // expectsAuth reports whether the client said it must be authenticated,
 // which turns the untrusted view of an endpoint into a refusal.

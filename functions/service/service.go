@@ -18,6 +18,7 @@ import (
 	"github.com/trustlog/trustlog/functions/certificates"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/metrics"
 	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/functions/sealing"
 	"github.com/trustlog/trustlog/functions/serverinfo"
@@ -39,6 +40,8 @@ type Config struct {
 	Now func() time.Time
 	// NewID returns a fresh event id; nil means random UUIDs.
 	NewID func() string
+	// Stream reports the newest stream sequence, for the lag metric; optional.
+	Stream metrics.Stream
 	// SealingKey is the 32-byte service key that seals token secrets. Required.
 	SealingKey []byte
 	// Random is the source of token secrets; nil means crypto/rand.
@@ -116,13 +119,15 @@ func New(cfg Config) (*Service, error) {
 		Model: cfg.Model, Committer: c, Host: cfg.Host, Box: box,
 		Now: cfg.Now, Random: cfg.Random, NewID: cfg.NewID, Log: cfg.Logger,
 	})
+	met := metrics.New(cfg.Model, cfg.Stream, cfg.Now)
 	var routes []gate.Route
 	routes = append(routes, serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).Routes()...)
 	routes = append(routes, certificates.New(cfg.Model, c, tok, cfg.Now, cfg.Logger).Routes()...)
 	routes = append(routes, tok.Routes()...)
 	routes = append(routes, pki.New(cfg.Model, c, cfg.Now, cfg.Logger).Routes()...)
+	routes = append(routes, met.Routes()...)
 	return &Service{
-		handler: gate.New(gate.Config{Authenticator: auth, Logger: cfg.Logger}, routes...),
+		handler: gate.New(gate.Config{Authenticator: auth, Observer: met, Logger: cfg.Logger}, routes...),
 		tokens:  tok,
 	}, nil
 }

@@ -145,6 +145,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	host, _ := os.Hostname()
 	svc := service.Config{
 		SealingKey: key,
+		Stream:     d.store,
 		Model:      d.proj,
 		Log:        d.store,
 		Host:       d,
