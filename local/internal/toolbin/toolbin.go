@@ -51,8 +51,8 @@ const IncusVersion = "v6.22.0"
 // CacheEnv names the environment variable that overrides the cache root.
 const CacheEnv = "TRUSTLOG_TOOLS_CACHE"
 
-// buildTimeout bounds one build, including the wait for the go command's
-// children once it is killed.
+// buildTimeout bounds one call that builds: the wait for another process's
+// build (the file lock) and the build itself.
 const buildTimeout = 8 * time.Minute
 
 // built remembers, per binary path, the binaries this process has already
@@ -88,6 +88,10 @@ func IncusEnv(t testing.TB) []string {
 // <cache root>/<name>/<last element of pkg>; name should carry the pinned
 // version, such as "incus-v6.22.0". The build runs with CGO_ENABLED=0 and
 // -trimpath, is bounded in time, and its output is reported if it fails.
+// Another tool is added the same way: pin it with `go get -tool` in a module
+// under tools/ and call Build, as in
+//
+//	Build(t, "tools/incus", "github.com/lxc/incus/v6/test/mini-oidc", "mini-oidc-"+IncusVersion)
 func Build(t testing.TB, moduleDir, pkg, name string) string {
 	t.Helper()
 	root := RepoRoot(t)
