@@ -1,0 +1,246 @@
+// Package client talks to a Trustlog (or LXD/Incus) server over HTTPS or
+// the local unix socket: it sets up TLS with the client certificate and the
+// server's pinned certificate, and turns the response envelope into values
+// and errors.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/trustlog/trustlog/functions/api"
+)
+
+// Error is an error reply of the server: its HTTP status and message.
+type Error struct {
+	Status  int
+	Message string
+}
+
+// Error implements error; the text is the server's message.
+func (e *Error) Error() string { return e.Message }
+
+// CertMismatchError reports a server that presented another certificate
+// than the one pinned for it.
+type CertMismatchError struct {
+	Remote    string
+	Pinned    string
+	Presented string
+}
+
+// Error implements error.
+func (e *CertMismatchError) Error() string {
+	return fmt.Sprintf("the server certificate of remote %q has changed: pinned fingerprint %s, presented %s. "+
+		"If the change is expected (the server was reinstalled or its certificate replaced), check the new fingerprint with "+
+		"the server's administrator, then run `trustlog remote remove %s` and `trustlog remote add %s <url>` again "+
+		"(or replace servercerts/%s.crt). Otherwise the connection may be intercepted.",
+		e.Remote, e.Pinned, e.Presented, e.Remote, e.Remote, e.Remote)
+}
+
+// Options configure a Client.
+type Options struct {
+	// Addr is "https://host:port" or "unix:///path/to/socket".
+	Addr string
+	// Remote names the remote in error messages.
+	Remote string
+	// Certificate is the client certificate; nil sends none.
+	Certificate *tls.Certificate
+	// Pinned is the server certificate to accept (exact match), or nil.
+	Pinned *x509.Certificate
+	// Roots verifies the server when nothing is pinned; nil means the system pool.
+	Roots *x509.CertPool
+	// InsecureTLS allows TLS 1.2 (TRUSTLOG_INSECURE_TLS).
+	InsecureTLS bool
+	// Timeout bounds each request; 0 means 30 seconds.
+	Timeout time.Duration
+}
+
+// Client is a connection to one server. It is safe for concurrent use.
+type Client struct {
+	http *http.Client
+	base string
+}
+
+// Fingerprint returns the lowercase hex SHA-256 of a certificate.
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// TLSConfig returns the client TLS configuration for o: TLS 1.3 (1.2 only
+// with InsecureTLS), the client certificate always offered, and the server
+// verified by exact pin, or by Roots and host name.
+func TLSConfig(o Options) *tls.Config {
+	minVersion := uint16(tls.VersionTLS13)
+	if o.InsecureTLS {
+		minVersion = tls.VersionTLS12
+	}
+	cfg := &tls.Config{MinVersion: minVersion, RootCAs: o.Roots}
+	if o.Certificate != nil {
+		cert := o.Certificate
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	if o.Pinned != nil {
+		pinned := o.Pinned
+		cfg.InsecureSkipVerify = true // replaced by the exact pin below
+		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("server presented no certificate")
+			}
+			if !bytes.Equal(raw[0], pinned.Raw) {
+				sum := sha256.Sum256(raw[0])
+				return &CertMismatchError{Remote: o.Remote, Pinned: Fingerprint(pinned), Presented: hex.EncodeToString(sum[:])}
+			}
+			if now := time.Now(); now.After(pinned.NotAfter) || now.Before(pinned.NotBefore) {
+				return fmt.Errorf("the pinned server certificate of remote %q is not valid now (valid %s to %s)", o.Remote, pinned.NotBefore, pinned.NotAfter)
+			}
+			return nil
+		}
+	}
+	return cfg
+}
+
+// New returns a client for o.
+func New(o Options) (*Client, error) {
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	tr := &http.Transport{TLSClientConfig: TLSConfig(o), ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
+	base := strings.TrimSuffix(o.Addr, "/")
+	if path, ok := strings.CutPrefix(o.Addr, "unix://"); ok {
+		tr = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}}
+		base = "http://unix.socket"
+	} else if !strings.HasPrefix(o.Addr, "https://") {
+		return nil, fmt.Errorf("invalid remote address %q", o.Addr)
+	}
+	return &Client{http: &http.Client{Transport: tr, Timeout: timeout}, base: base}, nil
+}
+
+// Response is a decoded success reply.
+type Response struct {
+	Status    int
+	Type      string
+	Operation string
+	ETag      string
+	Metadata  json.RawMessage
+}
+
+// Do sends a request with an optional JSON body and If-Match ETag. Error
+// replies become *Error; a pinned-certificate mismatch is a
+// *CertMismatchError (use errors.As).
+func (c *Client) Do(ctx context.Context, method, path string, body any, etag string) (*Response, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "Trustlog-CLI")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if etag != "" {
+		req.Header.Set("If-Match", etag)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var mismatch *CertMismatchError
+		if errors.As(err, &mismatch) {
+			return nil, mismatch
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	var env api.Response
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, fmt.Errorf("invalid reply from server (HTTP %d): %w", resp.StatusCode, err)
+	}
+	if env.Type == api.TypeError || resp.StatusCode >= 400 {
+		msg := env.Error
+		if msg == "" {
+			msg = http.StatusText(resp.StatusCode)
+		}
+		return nil, &Error{Status: resp.StatusCode, Message: msg}
+	}
+	return &Response{Status: resp.StatusCode, Type: env.Type, Operation: env.Operation, ETag: resp.Header.Get("ETag"), Metadata: env.Metadata}, nil
+}
+
+// Get fetches path and decodes its metadata into out, returning the ETag.
+func (c *Client) Get(ctx context.Context, path string, out any) (string, error) {
+	resp, err := c.Do(ctx, http.MethodGet, path, nil, "")
+	if err != nil {
+		return "", err
+	}
+	if out != nil {
+		if err := json.Unmarshal(resp.Metadata, out); err != nil {
+			return "", fmt.Errorf("decode %s: %w", path, err)
+		}
+	}
+	return resp.ETag, nil
+}
+
+// Server returns GET /1.0.
+func (c *Client) Server(ctx context.Context) (api.Server, string, error) {
+	var s api.Server
+	etag, err := c.Get(ctx, "/1.0", &s)
+	return s, etag, err
+}
+
+// FetchCertificate connects to addr without verifying the server and
+// returns the certificate it presents, for the user (or a token) to judge.
+func FetchCertificate(ctx context.Context, addr string, insecureTLS bool) (*x509.Certificate, error) {
+	host := strings.TrimPrefix(addr, "https://")
+	minVersion := uint16(tls.VersionTLS13)
+	if insecureTLS {
+		minVersion = tls.VersionTLS12
+	}
+	d := tls.Dialer{Config: &tls.Config{MinVersion: minVersion, InsecureSkipVerify: true}} // only to read the certificate
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, fmt.Errorf("unable to connect to %s: %w", addr, err)
+	}
+	defer conn.Close()
+	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s presented no certificate", addr)
+	}
+	return certs[0], nil
+}
+
+// IsCertificateError reports whether err is a failure to verify the
+// server's certificate (unknown authority, wrong host name, expired).
+func IsCertificateError(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify)
+}

@@ -1,0 +1,453 @@
+package command
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trustlog/trustlog/cli/client"
+	"github.com/trustlog/trustlog/cli/config"
+	"github.com/trustlog/trustlog/functions/api"
+)
+
+func (e *env) remoteCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "remote", Short: "Manage the list of remote servers"}
+	cmd.AddCommand(e.remoteAddCmd(), e.remoteListCmd(), e.remoteSwitchCmd("switch"), e.remoteSwitchCmd("set-default"),
+		e.remoteGetDefaultCmd(), e.remoteRemoveCmd(), e.remoteRenameCmd(), e.remoteSetURLCmd(), e.remoteClientCertCmd())
+	return cmd
+}
+
+// NormalizeAddr turns what a user typed into a remote address:
+// "https://host:port" (port 8443 by default, IPv6 in brackets) or
+// "unix:///path".
+func NormalizeAddr(s string) (string, error) {
+	if path, ok := strings.CutPrefix(s, "unix:"); ok {
+		return "unix://" + strings.TrimPrefix(path, "//"), nil
+	}
+	if strings.HasPrefix(s, "/") {
+		return "unix://" + s, nil
+	}
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("Invalid URL %q: %w", s, err)
+	}
+	if u.Scheme != "https" {
+		return "", fmt.Errorf("Invalid URL scheme %q in %q", u.Scheme, s)
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		return "", fmt.Errorf("Invalid URL %q: no host", s)
+	}
+	if port == "" {
+		port = "8443"
+	}
+	return "https://" + net.JoinHostPort(host, port), nil
+}
+
+func (e *env) remoteAddCmd() *cobra.Command {
+	var accept, public bool
+	var token, authType, protocol string
+	cmd := &cobra.Command{
+		Use:   "add <name> <IP|FQDN|URL|token>",
+		Short: "Add a remote server, by address or with a trust token",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if strings.Contains(name, ":") {
+				return fmt.Errorf("Remote names may not contain colons")
+			}
+			if _, ok := e.conf.Remote(name); ok {
+				return fmt.Errorf("Remote %s already exists", name)
+			}
+			if protocol != "" && protocol != "incus" && protocol != "lxd" {
+				return fmt.Errorf("Invalid protocol: %s", protocol)
+			}
+			if authType != "" && authType != "tls" {
+				return fmt.Errorf("Authentication type '%s' not supported by this client", authType)
+			}
+			if tok, err := api.DecodeCertificateAddToken(args[1]); err == nil {
+				if accept {
+					return errors.New("--accept-certificate can't be used with a trust token: the token pins the server certificate")
+				}
+				return e.addWithToken(cmd.Context(), name, tok, args[1])
+			}
+			return e.addByAddress(cmd.Context(), name, args[1], token, accept, public)
+		},
+	}
+	cmd.Flags().BoolVar(&accept, "accept-certificate", false, "accept the server certificate without asking")
+	cmd.Flags().BoolVar(&public, "public", false, "public server: no authentication")
+	cmd.Flags().StringVar(&token, "token", "", "trust token to use when the server does not trust this client yet")
+	cmd.Flags().StringVar(&authType, "auth-type", "", "authentication type (tls)")
+	cmd.Flags().StringVar(&protocol, "protocol", "", "server protocol (incus)")
+	return cmd
+}
+
+// addByAddress is `remote add <name> <address>`: verify or pin the server
+// certificate, then make sure the server trusts this client.
+func (e *env) addByAddress(ctx context.Context, name, addr, token string, accept, public bool) error {
+	addr, err := NormalizeAddr(addr)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(addr, "unix://") {
+		e.conf.Remotes[name] = config.Remote{Addr: addr, Protocol: "incus"}
+		return e.conf.Save()
+	}
+	cert, err := e.conf.ClientCertificate(e.stderr)
+	if err != nil {
+		return err
+	}
+	roots, err := e.conf.ClientCA()
+	if err != nil {
+		return err
+	}
+	opts := client.Options{Addr: addr, Remote: name, Certificate: &cert, Roots: roots, InsecureTLS: e.insecureTLS()}
+	c, err := client.New(opts)
+	if err != nil {
+		return err
+	}
+	var pinned bool
+	srv, _, err := c.Server(ctx)
+	if err != nil {
+		if !client.IsCertificateError(err) {
+			return fmt.Errorf("Unable to connect to %s: %w", addr, err)
+		}
+		presented, ferr := client.FetchCertificate(ctx, addr, e.insecureTLS())
+		if ferr != nil {
+			return ferr
+		}
+		if !accept {
+			fp := client.Fingerprint(presented)
+			fmt.Fprintf(e.stdout, "Certificate fingerprint: %s\n", fp)
+			answer, err := e.prompt("ok (y/n/[fingerprint])? ")
+			if err != nil {
+				return err
+			}
+			if !(strings.HasPrefix(strings.ToLower(answer), "y") || answer == fp) {
+				if len(answer) == 64 {
+					return errors.New("The provided fingerprint does not match the server certificate fingerprint")
+				}
+				return errors.New("Server certificate NACKed by user")
+			}
+		}
+		opts.Pinned = presented
+		if c, err = client.New(opts); err != nil {
+			return err
+		}
+		if srv, _, err = c.Server(ctx); err != nil {
+			return fmt.Errorf("Unable to connect to %s: %w", addr, err)
+		}
+		if err := e.conf.SaveServerCert(name, presented); err != nil {
+			return err
+		}
+		pinned = true
+	}
+	remote := config.Remote{Addr: addr, Protocol: "incus", AuthType: "tls", Public: public || srv.Public}
+	if remote.Public {
+		remote.AuthType = ""
+		e.conf.Remotes[name] = remote
+		return e.conf.Save()
+	}
+	if srv.Auth != "trusted" {
+		if token == "" {
+			if token, err = e.prompt(fmt.Sprintf("Trust token for %s: ", name)); err != nil {
+				return err
+			}
+		}
+		if err := e.trustWith(ctx, c, name, token); err != nil {
+			if pinned {
+				_ = os.Remove(e.conf.ServerCertPath(name))
+			}
+			return err
+		}
+	}
+	e.conf.Remotes[name] = remote
+	return e.conf.Save()
+}
+
+// trustWith redeems token and checks the server trusts this client after.
+func (e *env) trustWith(ctx context.Context, c *client.Client, name, token string) error {
+	if token == "" {
+		return errors.New("A trust token is needed: ask the server's administrator for one (trustlog config trust add --name <client>)")
+	}
+	if _, err := c.Do(ctx, http.MethodPost, "/1.0/certificates", api.CertificatesPost{Type: "client", TrustToken: token}, ""); err != nil {
+		return fmt.Errorf("Failed to create certificate: %w", err)
+	}
+	srv, _, err := c.Server(ctx)
+	if err != nil {
+		return err
+	}
+	if srv.Auth != "trusted" {
+		return errors.New("Server doesn't trust us after authentication")
+	}
+	fmt.Fprintf(e.stdout, "Client certificate now trusted by server: %s\n", name)
+	return nil
+}
+
+// addWithToken is `remote add <name> <token>`: try every address of the
+// token at once, pin the server whose certificate has the token's
+// fingerprint (no prompt), and redeem the token.
+func (e *env) addWithToken(ctx context.Context, name string, tok api.CertificateAddToken, raw string) error {
+	cert, err := e.conf.ClientCertificate(e.stderr)
+	if err != nil {
+		return err
+	}
+	roots, err := e.conf.ClientCA()
+	if err != nil {
+		return err
+	}
+	type probe struct {
+		addr string
+		cert *x509.Certificate
+		err  error
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	results := make(chan probe, len(tok.Addresses))
+	for _, a := range tok.Addresses {
+		go func() {
+			addr, err := NormalizeAddr(a)
+			if err != nil {
+				results <- probe{addr: a, err: err}
+				return
+			}
+			c, err := client.FetchCertificate(ctx, addr, e.insecureTLS())
+			results <- probe{addr: addr, cert: c, err: err}
+		}()
+	}
+	var errs []error
+	var chosen probe
+	for range tok.Addresses {
+		p := <-results
+		switch {
+		case p.err != nil:
+			errs = append(errs, p.err)
+		case client.Fingerprint(p.cert) != strings.ToLower(tok.Fingerprint):
+			errs = append(errs, fmt.Errorf("Certificate fingerprint mismatch between certificate token and server %q: the token expects %s, the server presents %s",
+				p.addr, tok.Fingerprint, client.Fingerprint(p.cert)))
+		case chosen.addr == "":
+			chosen = p
+		}
+		if chosen.addr != "" {
+			break
+		}
+	}
+	if chosen.addr == "" {
+		return errors.Join(append([]error{errors.New("no address of the token answered with the expected certificate")}, errs...)...)
+	}
+	opts := client.Options{Addr: chosen.addr, Remote: name, Certificate: &cert, Roots: roots, InsecureTLS: e.insecureTLS()}
+	c, err := client.New(opts)
+	if err != nil {
+		return err
+	}
+	srv, _, err := c.Server(ctx)
+	pin := false
+	if err != nil {
+		// Not verifiable with the system roots or client.ca: pin the
+		// certificate the token vouched for.
+		opts.Pinned, pin = chosen.cert, true
+		if c, err = client.New(opts); err != nil {
+			return err
+		}
+		if srv, _, err = c.Server(ctx); err != nil {
+			return fmt.Errorf("Unable to connect to %s: %w", chosen.addr, err)
+		}
+	}
+	if srv.Auth != "trusted" {
+		if err := e.trustWith(ctx, c, name, raw); err != nil {
+			return err
+		}
+	}
+	if pin {
+		if err := e.conf.SaveServerCert(name, chosen.cert); err != nil {
+			return err
+		}
+	}
+	e.conf.Remotes[name] = config.Remote{Addr: chosen.addr, Protocol: "incus", AuthType: "tls"}
+	return e.conf.Save()
+}
+
+func (e *env) remoteListCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the remotes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			type row struct {
+				Name     string `json:"name"`
+				Addr     string `json:"addr"`
+				Protocol string `json:"protocol"`
+				AuthType string `json:"auth_type"`
+				Public   bool   `json:"public"`
+				Static   bool   `json:"static"`
+				Global   bool   `json:"global"`
+				Current  bool   `json:"current"`
+			}
+			var objs []row
+			var rows [][]string
+			for _, n := range e.conf.Names() {
+				r, _ := e.conf.Remote(n)
+				o := row{Name: n, Addr: r.Addr, Protocol: r.Protocol, AuthType: r.AuthType, Public: r.Public, Current: n == e.conf.DefaultRemote}
+				if o.AuthType == "" && !r.Public {
+					o.AuthType = "tls"
+				}
+				if n == config.LocalRemote {
+					o.Addr, o.AuthType, o.Static = "unix://", "file access", true
+				}
+				if o.Protocol == "" {
+					o.Protocol = "incus"
+				}
+				objs = append(objs, o)
+				label := n
+				if o.Current && format == formatTable {
+					label += " (current)"
+				}
+				rows = append(rows, []string{label, o.Addr, o.Protocol, o.AuthType, yesNo(o.Public), yesNo(o.Static), yesNo(o.Global)})
+			}
+			return renderList(e.stdout, format, []string{"NAME", "URL", "PROTOCOL", "AUTH TYPE", "PUBLIC", "STATIC", "GLOBAL"}, rows, objs)
+		},
+	}
+	formatFlag(cmd, &format)
+	return cmd
+}
+
+func (e *env) remoteSwitchCmd(use string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " <remote>",
+		Short: "Set the default remote",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, ok := e.conf.Remote(args[0]); !ok {
+				return fmt.Errorf("The remote %q doesn't exist", args[0])
+			}
+			e.conf.DefaultRemote = args[0]
+			return e.conf.Save()
+		},
+	}
+}
+
+func (e *env) remoteGetDefaultCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get-default",
+		Short: "Print the default remote",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(e.stdout, e.conf.DefaultRemote)
+			return nil
+		},
+	}
+}
+
+func (e *env) remoteRemoveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "remove <remote>",
+		Aliases: []string{"rm"},
+		Short:   "Remove a remote",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if name == config.LocalRemote {
+				return errors.New("Remote local is static and cannot be modified")
+			}
+			if _, ok := e.conf.Remotes[name]; !ok {
+				return fmt.Errorf("The remote %q doesn't exist", name)
+			}
+			if e.conf.DefaultRemote == name {
+				return errors.New("Can't remove the default remote")
+			}
+			delete(e.conf.Remotes, name)
+			if err := os.Remove(e.conf.ServerCertPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return e.conf.Save()
+		},
+	}
+}
+
+func (e *env) remoteRenameCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename <old> <new>",
+		Short: "Rename a remote",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			old, nw := args[0], args[1]
+			r, ok := e.conf.Remotes[old]
+			if !ok {
+				return fmt.Errorf("The remote %q doesn't exist", old)
+			}
+			if _, exists := e.conf.Remote(nw); exists {
+				return fmt.Errorf("Remote %s already exists", nw)
+			}
+			if strings.Contains(nw, ":") {
+				return fmt.Errorf("Remote names may not contain colons")
+			}
+			if err := os.Rename(e.conf.ServerCertPath(old), e.conf.ServerCertPath(nw)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			delete(e.conf.Remotes, old)
+			e.conf.Remotes[nw] = r
+			if e.conf.DefaultRemote == old {
+				e.conf.DefaultRemote = nw
+			}
+			return e.conf.Save()
+		},
+	}
+}
+
+func (e *env) remoteSetURLCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-url <remote> <URL>",
+		Short: "Change the address of a remote",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, ok := e.conf.Remotes[args[0]]
+			if !ok {
+				return fmt.Errorf("The remote %q doesn't exist", args[0])
+			}
+			addr, err := NormalizeAddr(args[1])
+			if err != nil {
+				return err
+			}
+			r.Addr = addr
+			e.conf.Remotes[args[0]] = r
+			return e.conf.Save()
+		},
+	}
+}
+
+func (e *env) remoteClientCertCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get-client-certificate",
+		Short: "Print the client certificate, generating it if needed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := e.conf.ClientCertificate(e.stderr); err != nil {
+				return err
+			}
+			crt, _ := e.conf.ClientCertPaths()
+			raw, err := os.ReadFile(crt)
+			if err != nil {
+				return err
+			}
+			_, err = e.stdout.Write(raw)
+			return err
+		},
+	}
+}

@@ -1,0 +1,145 @@
+// Package command implements the trustlog commands, which behave like
+// their incus and lxc counterparts: remotes, server info, trust store,
+// tokens, server configuration, PKI and raw queries.
+package command
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trustlog/trustlog/cli/client"
+	"github.com/trustlog/trustlog/cli/config"
+)
+
+// env is what every command runs with. Only Run's caller reads the real
+// environment; commands use getenv.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	in     *bufio.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+	conf   *config.Config
+}
+
+// Run executes the trustlog command line args.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	e := &env{ctx: ctx, stdin: stdin, in: bufio.NewReader(stdin), stdout: stdout, stderr: stderr, getenv: getenv}
+	root := &cobra.Command{
+		Use:           "trustlog",
+		Short:         "Manage Trustlog servers: remotes, trust, tokens, PKI",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return e.load()
+		},
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(e.remoteCmd(), e.infoCmd(), e.configCmd(), e.queryCmd(), e.pkiCmd())
+	return root.ExecuteContext(ctx)
+}
+
+// load reads the configuration directory.
+func (e *env) load() error {
+	conf, err := config.Load(e.confDir(), e.socketPath())
+	if err != nil {
+		return err
+	}
+	e.conf = conf
+	return nil
+}
+
+func (e *env) confDir() string {
+	if d := e.getenv("TRUSTLOG_CONF"); d != "" {
+		return d
+	}
+	return filepath.Join(e.getenv("HOME"), ".config", "trustlog")
+}
+
+func (e *env) socketPath() string {
+	if d := e.getenv("TRUSTLOG_DIR"); d != "" {
+		return filepath.Join(d, "unix.socket")
+	}
+	return filepath.Join(e.getenv("HOME"), ".local", "share", "trustlog", "unix.socket")
+}
+
+func (e *env) insecureTLS() bool { return e.getenv("TRUSTLOG_INSECURE_TLS") != "" }
+
+// connect returns a client for the named remote.
+func (e *env) connect(name string) (*client.Client, error) {
+	r, ok := e.conf.Remote(name)
+	if !ok {
+		return nil, fmt.Errorf("The remote %q doesn't exist", name)
+	}
+	opts := client.Options{Addr: r.Addr, Remote: name, InsecureTLS: e.insecureTLS()}
+	if strings.HasPrefix(r.Addr, "unix://") {
+		return client.New(opts)
+	}
+	if !r.Public {
+		cert, err := e.conf.ClientCertificate(e.stderr)
+		if err != nil {
+			return nil, err
+		}
+		opts.Certificate = &cert
+	}
+	pinned, err := e.conf.ServerCert(name)
+	if err != nil {
+		return nil, err
+	}
+	opts.Pinned = pinned
+	if opts.Roots, err = e.conf.ClientCA(); err != nil {
+		return nil, err
+	}
+	return client.New(opts)
+}
+
+// remoteArg splits an optional "remote:" argument off args.
+func (e *env) remoteArg(args []string) (string, []string, error) {
+	if len(args) > 0 && strings.HasSuffix(args[0], ":") {
+		name := strings.TrimSuffix(args[0], ":")
+		if _, ok := e.conf.Remote(name); !ok {
+			return "", nil, fmt.Errorf("The remote %q doesn't exist", name)
+		}
+		return name, args[1:], nil
+	}
+	return e.conf.DefaultRemote, args, nil
+}
+
+// prompt asks a question on stderr and reads one line of stdin.
+func (e *env) prompt(question string) (string, error) {
+	fmt.Fprint(e.stderr, question)
+	line, err := e.in.ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		if errors.Is(err, io.EOF) {
+			return "", nil
+		}
+		return "", err
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// stdinIsTerminal reports whether stdin is an interactive terminal.
+func (e *env) stdinIsTerminal() bool {
+	f, ok := e.stdin.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func formatFlag(cmd *cobra.Command, f *string) {
+	cmd.Flags().StringVarP(f, "format", "f", formatTable, "output format (table, json, yaml, csv)")
+}

@@ -1,0 +1,218 @@
+package command
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trustlog/trustlog/functions/api"
+)
+
+func (e *env) infoCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "info [<remote>:]",
+		Short: "Show the server as it describes itself (GET /1.0)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, _, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(name)
+			if err != nil {
+				return err
+			}
+			resp, err := c.Do(cmd.Context(), http.MethodGet, "/1.0", nil, "")
+			if err != nil {
+				return err
+			}
+			return writeYAML(e.stdout, resp.Metadata)
+		},
+	}
+}
+
+func (e *env) queryCmd() *cobra.Command {
+	var method, data string
+	cmd := &cobra.Command{
+		Use:   "query [<remote>:]<API path>",
+		Short: "Send a raw request to the API and print the reply's metadata",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, path, err := e.conf.ParseRemote(args[0])
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(path, "/") {
+				path = "/" + path
+			}
+			c, err := e.connect(name)
+			if err != nil {
+				return err
+			}
+			var body any
+			if data != "" {
+				if !json.Valid([]byte(data)) {
+					return fmt.Errorf("--data is not valid JSON")
+				}
+				body = json.RawMessage(data)
+			}
+			resp, err := c.Do(cmd.Context(), strings.ToUpper(method), path, body, "")
+			if err != nil {
+				return err
+			}
+			var out bytes.Buffer
+			if len(resp.Metadata) == 0 || string(resp.Metadata) == "null" {
+				return nil
+			}
+			if err := json.Indent(&out, resp.Metadata, "", "    "); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, out.String())
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&method, "request", "X", "GET", "HTTP method")
+	cmd.Flags().StringVarP(&data, "data", "d", "", "JSON body")
+	return cmd
+}
+
+func (e *env) configCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Manage the server configuration and trust store"}
+	cmd.AddCommand(e.configSetCmd(), e.configGetCmd(), e.configUnsetCmd(), e.configShowCmd(), e.trustCmd())
+	return cmd
+}
+
+// updateConfig reads the server configuration, lets change edit it, and
+// writes it back with the ETag it read (PUT /1.0, as incus does).
+func (e *env) updateConfig(cmd *cobra.Command, remote string, change func(map[string]string) error) error {
+	c, err := e.connect(remote)
+	if err != nil {
+		return err
+	}
+	srv, etag, err := c.Server(cmd.Context())
+	if err != nil {
+		return err
+	}
+	cfg := srv.Config
+	if cfg == nil {
+		cfg = map[string]string{}
+	}
+	if err := change(cfg); err != nil {
+		return err
+	}
+	_, err = c.Do(cmd.Context(), http.MethodPut, "/1.0", api.ServerPut{Config: cfg}, etag)
+	return err
+}
+
+func (e *env) configSetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set [<remote>:] <key> <value> | <key>=<value>...",
+		Short: "Set server configuration keys",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, args, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			kv := map[string]string{}
+			switch {
+			case len(args) == 2 && !strings.Contains(args[0], "="):
+				kv[args[0]] = args[1]
+			case len(args) > 0:
+				for _, a := range args {
+					k, v, ok := strings.Cut(a, "=")
+					if !ok {
+						return fmt.Errorf("Invalid argument %q: expected <key>=<value>", a)
+					}
+					kv[k] = v
+				}
+			default:
+				return fmt.Errorf("Missing key and value")
+			}
+			return e.updateConfig(cmd, remote, func(cfg map[string]string) error {
+				maps.Copy(cfg, kv)
+				return nil
+			})
+		},
+	}
+}
+
+func (e *env) configUnsetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "unset [<remote>:] <key>",
+		Short: "Unset a server configuration key",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, args, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			if len(args) != 1 {
+				return fmt.Errorf("Missing key")
+			}
+			return e.updateConfig(cmd, remote, func(cfg map[string]string) error {
+				delete(cfg, args[0])
+				return nil
+			})
+		},
+	}
+}
+
+func (e *env) configGetCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get [<remote>:] <key>",
+		Short: "Print the value of a server configuration key",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, args, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			if len(args) != 1 {
+				return fmt.Errorf("Missing key")
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			srv, _, err := c.Server(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, srv.Config[args[0]])
+			return nil
+		},
+	}
+}
+
+func (e *env) configShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show [<remote>:]",
+		Short: "Show the server configuration",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, _, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			srv, _, err := c.Server(cmd.Context())
+			if err != nil {
+				return err
+			}
+			cfg := srv.Config
+			if cfg == nil {
+				cfg = map[string]string{}
+			}
+			return writeYAML(e.stdout, map[string]any{"config": cfg})
+		},
+	}
+}

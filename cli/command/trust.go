@@ -1,0 +1,428 @@
+package command
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trustlog/trustlog/cli/client"
+	"github.com/trustlog/trustlog/functions/api"
+)
+
+func (e *env) trustCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "trust", Short: "Manage the trust store and trust tokens"}
+	cmd.AddCommand(e.trustAddCmd(), e.trustListCmd(), e.trustShowCmd(), e.trustEditCmd(), e.trustRemoveCmd(),
+		e.trustListTokensCmd(), e.trustRevokeTokenCmd())
+	return cmd
+}
+
+// readCertFile reads a PEM (or DER) certificate file.
+func readCertFile(path string) (*x509.Certificate, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	der := raw
+	if b, _ := pem.Decode(raw); b != nil {
+		der = b.Bytes
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a certificate: %w", path, err)
+	}
+	return c, nil
+}
+
+func (e *env) trustAddCmd() *cobra.Command {
+	var name, typ, projects, description string
+	var restricted, quiet bool
+	cmd := &cobra.Command{
+		Use:   "add [<remote>:] [<cert-file>]",
+		Short: "Trust a client certificate, or issue a trust token when no file is given",
+		Args:  cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, args, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			if projects != "" && !restricted {
+				return errors.New("--projects can only be used with --restricted")
+			}
+			req := api.CertificatesPost{Name: name, Type: typ, Restricted: restricted, Projects: []string{}, Description: description}
+			if projects != "" {
+				req.Projects = strings.Split(projects, ",")
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				cert, err := readCertFile(args[0])
+				if err != nil {
+					return err
+				}
+				req.Certificate = base64.StdEncoding.EncodeToString(cert.Raw)
+				_, err = c.Do(cmd.Context(), http.MethodPost, "/1.0/certificates", req, "")
+				return err
+			}
+			if typ != "client" {
+				return errors.New("Trust tokens can only be issued for client certificates")
+			}
+			if req.Name == "" {
+				if req.Name, err = e.prompt("Please provide client name: "); err != nil {
+					return err
+				}
+			}
+			req.Token = true
+			resp, err := c.Do(cmd.Context(), http.MethodPost, "/1.0/certificates", req, "")
+			if err != nil {
+				return err
+			}
+			var op api.Operation
+			if err := json.Unmarshal(resp.Metadata, &op); err != nil {
+				return err
+			}
+			tok, err := tokenFromOperation(op)
+			if err != nil {
+				return err
+			}
+			if quiet {
+				fmt.Fprintln(e.stdout, tok.Encode())
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "Client %s certificate add token:\n%s\n", tok.ClientName, tok.Encode())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "name of the trust entry")
+	cmd.Flags().StringVar(&typ, "type", "client", "certificate type (client or metrics)")
+	cmd.Flags().BoolVar(&restricted, "restricted", false, "restrict the certificate to --projects")
+	cmd.Flags().StringVar(&projects, "projects", "", "comma-separated projects a restricted certificate may use")
+	cmd.Flags().StringVar(&description, "description", "", "description of the entry")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the token")
+	return cmd
+}
+
+// tokenFromOperation builds the token string from a token operation, as
+// the incus client does.
+func tokenFromOperation(op api.Operation) (api.CertificateAddToken, error) {
+	raw, err := json.Marshal(op.Metadata)
+	if err != nil {
+		return api.CertificateAddToken{}, err
+	}
+	var meta struct {
+		Secret      string               `json:"secret"`
+		Fingerprint string               `json:"fingerprint"`
+		Addresses   []string             `json:"addresses"`
+		Request     api.CertificatesPost `json:"request"`
+		ExpiresAt   time.Time            `json:"expiresAt"`
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return api.CertificateAddToken{}, fmt.Errorf("token operation: %w", err)
+	}
+	if meta.Secret == "" {
+		return api.CertificateAddToken{}, errors.New("token operation carries no secret")
+	}
+	return api.CertificateAddToken{ClientName: meta.Request.Name, Fingerprint: meta.Fingerprint, Addresses: meta.Addresses,
+		Secret: meta.Secret, ExpiresAt: meta.ExpiresAt}, nil
+}
+
+func (e *env) trustListCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "list [<remote>:]",
+		Aliases: []string{"ls"},
+		Short:   "List the trusted certificates",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			remote, _, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			var certs []api.Certificate
+			if _, err := c.Get(cmd.Context(), "/1.0/certificates?recursion=1&filter=", &certs); err != nil {
+				return err
+			}
+			var rows [][]string
+			for _, ce := range certs {
+				cn, issued, expires := "", "", ""
+				if b, _ := pem.Decode([]byte(ce.Certificate)); b != nil {
+					if x, err := x509.ParseCertificate(b.Bytes); err == nil {
+						cn = x.Subject.CommonName
+						issued = x.NotBefore.UTC().Format("Jan 2, 2006 at 3:04pm (MST)")
+						expires = x.NotAfter.UTC().Format("Jan 2, 2006 at 3:04pm (MST)")
+					}
+				}
+				fp := ce.Fingerprint
+				if format == formatTable && len(fp) > 12 {
+					fp = fp[:12]
+				}
+				rows = append(rows, []string{ce.Name, ce.Type, cn, fp, issued, expires, yesNo(ce.Restricted)})
+			}
+			if certs == nil {
+				certs = []api.Certificate{}
+			}
+			return renderList(e.stdout, format, []string{"NAME", "TYPE", "COMMON NAME", "FINGERPRINT", "ISSUE DATE", "EXPIRY DATE", "RESTRICTED"}, rows, certs)
+		},
+	}
+	formatFlag(cmd, &format)
+	return cmd
+}
+
+// fingerprintArgs parses "[<remote>:] <fingerprint>" (the fingerprint may
+// also be written "<remote>:<fingerprint>").
+func (e *env) fingerprintArgs(args []string) (string, string, error) {
+	remote, rest, err := e.remoteArg(args)
+	if err != nil {
+		return "", "", err
+	}
+	if len(rest) != 1 {
+		return "", "", errors.New("Missing certificate fingerprint")
+	}
+	if r, fp, ok := strings.Cut(rest[0], ":"); ok {
+		if _, known := e.conf.Remote(r); known {
+			return r, fp, nil
+		}
+	}
+	return remote, rest[0], nil
+}
+
+func (e *env) trustShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show [<remote>:] <fingerprint>",
+		Short: "Show a trusted certificate",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, fp, err := e.fingerprintArgs(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			if _, err := c.Get(cmd.Context(), "/1.0/certificates/"+url.PathEscape(fp), &cert); err != nil {
+				return err
+			}
+			return writeYAML(e.stdout, cert)
+		},
+	}
+}
+
+func (e *env) trustEditCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "edit [<remote>:] <fingerprint>",
+		Short: "Edit a trusted certificate as YAML ($EDITOR, or from stdin when it is not a terminal)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, fp, err := e.fingerprintArgs(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			var cert api.Certificate
+			etag, err := c.Get(cmd.Context(), "/1.0/certificates/"+url.PathEscape(fp), &cert)
+			if err != nil {
+				return err
+			}
+			var edited []byte
+			if e.stdinIsTerminal() {
+				edited, err = e.editInEditor(cert.Writable())
+			} else {
+				edited, err = io.ReadAll(e.in)
+			}
+			if err != nil {
+				return err
+			}
+			raw, err := yamlToJSON(edited)
+			if err != nil {
+				return fmt.Errorf("Invalid YAML: %w", err)
+			}
+			var put api.CertificatePut
+			if err := json.Unmarshal(raw, &put); err != nil {
+				return fmt.Errorf("Invalid certificate: %w", err)
+			}
+			_, err = c.Do(cmd.Context(), http.MethodPut, "/1.0/certificates/"+url.PathEscape(cert.Fingerprint), put, etag)
+			return err
+		},
+	}
+}
+
+// editInEditor opens v as YAML in $VISUAL or $EDITOR (vi by default) and
+// returns what the user saved.
+func (e *env) editInEditor(v any) ([]byte, error) {
+	f, err := os.CreateTemp("", "trustlog-edit-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if err := writeYAML(f, v); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Close()
+	editor := e.getenv("VISUAL")
+	if editor == "" {
+		editor = e.getenv("EDITOR")
+	}
+	if editor == "" {
+		editor = "vi"
+	}
+	run := exec.Command("sh", "-c", editor+` "$1"`, "editor", f.Name())
+	run.Stdin, run.Stdout, run.Stderr = e.stdin, e.stdout, e.stderr
+	if err := run.Run(); err != nil {
+		return nil, fmt.Errorf("editor %s: %w", filepath.Base(editor), err)
+	}
+	return os.ReadFile(f.Name())
+}
+
+func (e *env) trustRemoveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "remove [<remote>:] <fingerprint>",
+		Aliases: []string{"rm"},
+		Short:   "Remove a trusted certificate",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, fp, err := e.fingerprintArgs(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			_, err = c.Do(cmd.Context(), http.MethodDelete, "/1.0/certificates/"+url.PathEscape(fp), nil, "")
+			return err
+		},
+	}
+}
+
+// pendingTokens returns the running token operations of a server.
+func pendingTokens(cmd *cobra.Command, c *client.Client) ([]api.Operation, error) {
+	var ops map[string][]api.Operation
+	if _, err := c.Get(cmd.Context(), "/1.0/operations?recursion=1&project=default", &ops); err != nil {
+		return nil, err
+	}
+	var out []api.Operation
+	for _, list := range ops {
+		for _, op := range list {
+			if op.Class == "token" && op.StatusCode == 103 {
+				out = append(out, op)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (e *env) trustListTokensCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "list-tokens [<remote>:]",
+		Short: "List the pending trust tokens",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			remote, _, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			ops, err := pendingTokens(cmd, c)
+			if err != nil {
+				return err
+			}
+			type row struct {
+				ClientName string    `json:"client_name"`
+				Token      string    `json:"token"`
+				ExpiresAt  time.Time `json:"expires_at"`
+			}
+			objs := []row{}
+			var rows [][]string
+			for _, op := range ops {
+				tok, err := tokenFromOperation(op)
+				if err != nil {
+					continue
+				}
+				expires := "never"
+				if !tok.ExpiresAt.IsZero() {
+					expires = tok.ExpiresAt.UTC().Format("2006/01/02 15:04 MST")
+				}
+				objs = append(objs, row{ClientName: tok.ClientName, Token: tok.Encode(), ExpiresAt: tok.ExpiresAt})
+				rows = append(rows, []string{tok.ClientName, tok.Encode(), expires})
+			}
+			return renderList(e.stdout, format, []string{"NAME", "TOKEN", "EXPIRES AT"}, rows, objs)
+		},
+	}
+	formatFlag(cmd, &format)
+	return cmd
+}
+
+func (e *env) trustRevokeTokenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke-token [<remote>:] <name>",
+		Short: "Revoke the pending trust tokens issued for a client name",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, rest, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) != 1 {
+				return errors.New("Missing client name")
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			ops, err := pendingTokens(cmd, c)
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, op := range ops {
+				tok, err := tokenFromOperation(op)
+				if err != nil || tok.ClientName != rest[0] {
+					continue
+				}
+				if _, err := c.Do(cmd.Context(), http.MethodDelete, "/1.0/operations/"+url.PathEscape(op.ID), nil, ""); err != nil {
+					return err
+				}
+				n++
+			}
+			if n == 0 {
+				return fmt.Errorf("No pending token for %q", rest[0])
+			}
+			fmt.Fprintf(e.stdout, "Certificate add token for %s deleted\n", rest[0])
+			return nil
+		},
+	}
+}
