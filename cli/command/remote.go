@@ -36,6 +36,9 @@ func NormalizeAddr(s string) (string, error) {
 	if strings.HasPrefix(s, "/") {
 		return "unix://" + s, nil
 	}
+	if ip := net.ParseIP(s); ip != nil && strings.Contains(s, ":") {
+		s = "[" + s + "]" // a bare IPv6 address
+	}
 	if !strings.Contains(s, "://") {
 		s = "https://" + s
 	}
@@ -308,8 +311,11 @@ func (e *env) remoteListCmd() *cobra.Command {
 				if o.AuthType == "" && !r.Public {
 					o.AuthType = "tls"
 				}
+				if strings.HasPrefix(r.Addr, "unix://") {
+					o.AuthType = "file access"
+				}
 				if n == config.LocalRemote {
-					o.Addr, o.AuthType, o.Static = "unix://", "file access", true
+					o.Addr, o.Static = "unix://", true
 				}
 				if o.Protocol == "" {
 					o.Protocol = "incus"
