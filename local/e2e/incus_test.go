@@ -1,0 +1,142 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/trustlog/trustlog/local/internal/toolbin"
+)
+
+// incus is the stock incus client with its own HOME and INCUS_CONF.
+type incus struct {
+	bin  string
+	env  []string
+	conf string
+}
+
+func newIncus(t *testing.T) *incus {
+	t.Helper()
+	bin := toolbin.Incus(t)
+	env := toolbin.IncusEnv(t)
+	conf := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "INCUS_CONF="); ok {
+			conf = v
+		}
+	}
+	return &incus{bin: bin, env: env, conf: conf}
+}
+
+func (c *incus) run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	return run(t, c.env, "", c.bin, args...)
+}
+
+func (c *incus) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run(t, args...)
+	if err != nil {
+		t.Fatalf("incus %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// TestIncusClientTrustFlow is the foundation issue's interoperability
+// check: a certificate trusted by an admin lets the stock client add the
+// remote, see itself trusted, list and remove trust entries; the next
+// request after removal is refused.
+func TestIncusClientTrustFlow(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	cli := newIncus(t)
+	_, cert := newCert(t, cli.conf, "client")
+	s.trust(t, cert, "incus-client")
+
+	cli.must(t, "remote", "add", "t", "https://"+s.d.HTTPSAddr(), "--accept-certificate")
+	var srv struct {
+		Auth           string `json:"auth"`
+		AuthUserName   string `json:"auth_user_name"`
+		AuthUserMethod string `json:"auth_user_method"`
+	}
+	if err := json.Unmarshal([]byte(cli.must(t, "query", "t:/1.0")), &srv); err != nil {
+		t.Fatal(err)
+	}
+	fp := fingerprintOf(cert)
+	if srv.Auth != "trusted" || srv.AuthUserName != fp || srv.AuthUserMethod != "tls" {
+		t.Fatalf("incus query t:/1.0 = %+v", srv)
+	}
+	if info := cli.must(t, "info", "t:"); !strings.Contains(info, "auth: trusted") {
+		t.Errorf("incus info:\n%s", info)
+	}
+	list := cli.must(t, "config", "trust", "list", "t:", "--format", "csv")
+	if !strings.Contains(list, "incus-client") || !strings.Contains(list, fp[:12]) {
+		t.Errorf("incus config trust list:\n%s", list)
+	}
+	// incus config set/get go through GET /1.0 and PUT /1.0 with the ETag.
+	cli.must(t, "config", "set", "t:", "user.foo", "bar")
+	if got := strings.TrimSpace(cli.must(t, "config", "get", "t:", "user.foo")); got != "bar" {
+		t.Errorf("incus config get = %q", got)
+	}
+
+	cli.must(t, "config", "trust", "remove", "t:", fp)
+	out, err := cli.run(t, "config", "trust", "list", "t:")
+	if err == nil || !strings.Contains(out, "not authorized") {
+		t.Fatalf("after removal: err=%v out=%s", err, out)
+	}
+	if err := json.Unmarshal([]byte(cli.must(t, "query", "t:/1.0")), &srv); err != nil || srv.Auth != "untrusted" {
+		t.Errorf("after removal /1.0 auth = %q (%v)", srv.Auth, err)
+	}
+}
+
+// TestIncusClientTokens checks trust tokens with the stock client both
+// ways: a Trustlog-issued token redeemed by `incus remote add <token>`, and
+// tokens issued, listed and revoked by an admin incus remote.
+func TestIncusClientTokens(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	admin := newIncus(t)
+	_, adminCert := newCert(t, admin.conf, "client")
+	s.trust(t, adminCert, "admin")
+	admin.must(t, "remote", "add", "s", "https://"+s.d.HTTPSAddr(), "--accept-certificate")
+
+	// An admin incus remote issues a token; a second incus client redeems it.
+	out := admin.must(t, "config", "trust", "add", "s:newcomer")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	tok := lines[len(lines)-1]
+	if !strings.Contains(out, "Client newcomer certificate add token:") {
+		t.Fatalf("incus config trust add:\n%s", out)
+	}
+	if list := admin.must(t, "config", "trust", "list-tokens", "s:", "--format", "csv"); !strings.Contains(list, "newcomer") {
+		t.Errorf("list-tokens:\n%s", list)
+	}
+	joiner := newIncus(t)
+	joiner.must(t, "remote", "add", "s", tok)
+	var srv struct{ Auth string }
+	if err := json.Unmarshal([]byte(joiner.must(t, "query", "s:/1.0")), &srv); err != nil || srv.Auth != "trusted" {
+		t.Fatalf("after redeeming: auth=%q err=%v", srv.Auth, err)
+	}
+	if list := admin.must(t, "config", "trust", "list", "s:", "--format", "csv"); !strings.Contains(list, "newcomer") {
+		t.Errorf("trust list after redeem:\n%s", list)
+	}
+
+	// A revoked token no longer works.
+	out = admin.must(t, "config", "trust", "add", "s:late")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	late := lines[len(lines)-1]
+	admin.must(t, "config", "trust", "revoke-token", "s:late")
+	if list := admin.must(t, "config", "trust", "list-tokens", "s:", "--format", "csv"); strings.Contains(list, "late") {
+		t.Errorf("revoked token still listed:\n%s", list)
+	}
+	third := newIncus(t)
+	if out, err := third.run(t, "remote", "add", "s", late); err == nil {
+		t.Errorf("revoked token accepted:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(third.conf, "servercerts", "s.crt")); err == nil {
+		if out, err := third.run(t, "query", "s:/1.0"); err == nil && strings.Contains(out, `"trusted"`) {
+			t.Errorf("client trusted with a revoked token")
+		}
+	}
+}
