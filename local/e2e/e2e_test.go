@@ -51,13 +51,16 @@ func start(t *testing.T) *server {
 		t.Fatalf("start daemon: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
-	sock := d.UnixSocket()
-	admin := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	return &server{d: d, admin: unixClient(d.UnixSocket()), log: &logBuf}
+}
+
+// unixClient returns an HTTP client for the daemon's unix socket (admin).
+func unixClient(sock string) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var dl net.Dialer
 			return dl.DialContext(ctx, "unix", sock)
 		}}}
-	return &server{d: d, admin: admin, log: &logBuf}
 }
 
 // call sends a request through the unix socket and decodes the envelope.
