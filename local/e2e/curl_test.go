@@ -4,8 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -37,15 +40,32 @@ func derBase64(t *testing.T, crt string) string {
 // curl runs curl against the daemon and decodes the envelope it prints.
 func curl(t *testing.T, args ...string) api.Response {
 	t.Helper()
-	out, err := run(t, os.Environ(), "", "curl", append([]string{"-sk", "--max-time", "20"}, args...)...)
+	_, env := curlCode(t, args...)
+	return env
+}
+
+// curlCode runs curl against the daemon and returns the HTTP status and
+// the envelope of the body.
+func curlCode(t *testing.T, args ...string) (int, api.Response) {
+	t.Helper()
+	body := filepath.Join(t.TempDir(), "body")
+	out, err := run(t, os.Environ(), "", "curl", append([]string{"-sk", "--max-time", "20", "-o", body, "-w", "%{http_code}"}, args...)...)
 	if err != nil {
 		t.Fatalf("curl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	var env api.Response
-	if err := json.Unmarshal([]byte(out), &env); err != nil {
-		t.Fatalf("curl %s: not an envelope: %s", strings.Join(args, " "), out)
+	code, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("curl %s: status %q", strings.Join(args, " "), out)
 	}
-	return env
+	raw, err := os.ReadFile(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env api.Response
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatalf("curl %s: not an envelope: %s", strings.Join(args, " "), raw)
+	}
+	return code, env
 }
 
 func authOf(t *testing.T, env api.Response) string {
@@ -78,12 +98,12 @@ func TestCurlOpenSSLFlow(t *testing.T) {
 			if got := authOf(t, curl(t, append(who, base+"/1.0")...)); got != "untrusted" {
 				t.Fatalf("before trust: auth %q", got)
 			}
-			if env := curl(t, append(who, base+"/1.0/certificates")...); env.ErrorCode != 403 || env.Error != "not authorized" {
-				t.Fatalf("untrusted list: %+v", env)
+			if code, env := curlCode(t, append(who, base+"/1.0/certificates")...); code != 403 || env.Type != "error" || env.ErrorCode != 403 || env.Error != "not authorized" {
+				t.Fatalf("untrusted list: %d %+v", code, env)
 			}
 			body := `{"certificate":"` + derBase64(t, crt) + `","name":"` + tc.name + `"}`
-			if env := curl(t, "--unix-socket", s.d.UnixSocket(), "-X", "POST", "-d", body, "http://unix/1.0/certificates"); env.StatusCode != 200 || env.Type != "sync" {
-				t.Fatalf("admin add: %+v", env)
+			if code, env := curlCode(t, "--unix-socket", s.d.UnixSocket(), "-X", "POST", "-d", body, "http://unix/1.0/certificates"); code != 201 || env.StatusCode != 200 || env.Type != "sync" {
+				t.Fatalf("admin add: %d %+v", code, env)
 			}
 			if got := authOf(t, curl(t, append(who, base+"/1.0")...)); got != "trusted" {
 				t.Fatalf("after trust: auth %q", got)
@@ -104,8 +124,8 @@ func TestCurlOpenSSLFlow(t *testing.T) {
 			if env := curl(t, append(who, "-X", "DELETE", base+"/1.0/certificates/"+fp)...); env.StatusCode != 200 {
 				t.Fatalf("self delete: %+v", env)
 			}
-			if env := curl(t, append(who, base+"/1.0/certificates")...); env.ErrorCode != 403 {
-				t.Fatalf("after delete: %+v", env)
+			if code, env := curlCode(t, append(who, base+"/1.0/certificates")...); code != 403 || env.ErrorCode != 403 || env.Error != "not authorized" {
+				t.Fatalf("after delete: %d %+v", code, env)
 			}
 		})
 	}
@@ -117,8 +137,11 @@ func TestTLSVersions(t *testing.T) {
 	t.Parallel()
 	s := start(t)
 	base := "https://" + s.d.HTTPSAddr() + "/1.0"
-	if out, err := run(t, os.Environ(), "", "curl", "-sk", "--max-time", "10", "--tls-max", "1.2", base); err == nil {
-		t.Fatalf("TLS 1.2 client accepted: %s", out)
+	// curl exits 35 when the TLS handshake fails.
+	out, err := run(t, os.Environ(), "", "curl", "-sk", "--max-time", "10", "--tls-max", "1.2", base)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 35 {
+		t.Fatalf("TLS 1.2 client: err=%v, want curl exit 35 (handshake refused)\n%s", err, out)
 	}
 	if env := curl(t, "--tlsv1.3", base); env.StatusCode != 200 {
 		t.Fatalf("TLS 1.3: %+v", env)
@@ -132,8 +155,9 @@ func TestWeakRSARefused(t *testing.T) {
 	s := start(t)
 	crt, _ := opensslCert(t, t.TempDir(), "weak", "-newkey", "rsa:1024")
 	before := s.lastSeq(t)
-	code, env := s.call(t, "POST", "/1.0/certificates", api.CertificatesPost{Certificate: derBase64(t, crt)})
-	if code != 400 || env.Error != "RSA key is too weak (minimum of 2048bit)" {
+	body := `{"certificate":"` + derBase64(t, crt) + `","name":"weak"}`
+	code, env := curlCode(t, "--unix-socket", s.d.UnixSocket(), "-X", "POST", "-d", body, "http://unix/1.0/certificates")
+	if code != 400 || env.Type != "error" || env.ErrorCode != 400 || env.Error != "RSA key is too weak (minimum of 2048bit)" {
 		t.Fatalf("RSA-1024: %d %+v", code, env)
 	}
 	if after := s.lastSeq(t); after != before {

@@ -1,12 +1,17 @@
 package e2e_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/trustlog/trustlog/cli/command"
 	"github.com/trustlog/trustlog/local/internal/toolbin"
 )
 
@@ -44,6 +49,31 @@ func (c *incus) must(t *testing.T, args ...string) string {
 	return out
 }
 
+// trustWithCLI runs `trustlog config trust add <crt> --name <name>` against
+// the daemon's unix socket (the CLI's static "local" remote), as an admin
+// on the host would.
+func (s *server) trustWithCLI(t *testing.T, crt, name string) {
+	t.Helper()
+	conf := t.TempDir()
+	getenv := func(k string) string {
+		switch k {
+		case "TRUSTLOG_CONF":
+			return conf
+		case "TRUSTLOG_DIR":
+			return filepath.Dir(s.d.UnixSocket())
+		case "HOME":
+			return conf
+		}
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	if err := command.Run(ctx, []string{"config", "trust", "add", crt, "--name", name}, strings.NewReader(""), &out, &errOut, getenv); err != nil {
+		t.Fatalf("trustlog config trust add: %v\n%s%s", err, out.String(), errOut.String())
+	}
+}
+
 // TestIncusClientTrustFlow is the foundation issue's interoperability
 // check: a certificate trusted by an admin lets the stock client add the
 // remote, see itself trusted, list and remove trust entries; the next
@@ -52,8 +82,8 @@ func TestIncusClientTrustFlow(t *testing.T) {
 	t.Parallel()
 	s := start(t)
 	cli := newIncus(t)
-	_, cert := newCert(t, cli.conf, "client")
-	s.trust(t, cert, "incus-client")
+	pair, cert := newCert(t, cli.conf, "client")
+	s.trustWithCLI(t, filepath.Join(cli.conf, "client.crt"), "incus-client")
 
 	cli.must(t, "remote", "add", "t", "https://"+s.d.HTTPSAddr(), "--accept-certificate")
 	var srv struct {
@@ -88,6 +118,11 @@ func TestIncusClientTrustFlow(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(cli.must(t, "query", "t:/1.0")), &srv); err != nil || srv.Auth != "untrusted" {
 		t.Errorf("after removal /1.0 auth = %q (%v)", srv.Auth, err)
+	}
+	// The same certificate from a Go TLS client gets the 403 envelope.
+	code, env := do(t, tlsClient(&pair), http.MethodGet, "https://"+s.d.HTTPSAddr()+"/1.0/certificates", nil)
+	if code != http.StatusForbidden || env.Type != "error" || env.ErrorCode != http.StatusForbidden || env.Error != "not authorized" {
+		t.Errorf("after removal, Go client: %d %+v", code, env)
 	}
 }
 
