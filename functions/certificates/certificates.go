@@ -212,21 +212,23 @@ func (h *Handler) add(r *http.Request, id authn.Identity, req api.CertificatesPo
 	if req.Password != "" {
 		return "", &response.Error{Status: http.StatusNotImplemented, Message: "Password authentication is no longer supported, please update your client"}
 	}
+	if id.Trusted && req.Certificate == "" {
+		return "", response.BadRequest("Client is already trusted")
+	}
+	if !id.Admin() {
+		// Only a trust token lets an untrusted or restricted caller in. The
+		// issuer's request replaces the caller's, so the caller's name,
+		// restriction and projects are neither used nor checked.
+		if req.TrustToken == "" {
+			return "", response.ErrForbidden
+		}
+		return h.redeem(r, id, req.TrustToken)
+	}
 	if err := checkName(req.Name); err != nil {
 		return "", err
 	}
 	if len(req.Projects) > 0 && !req.Restricted {
 		return "", errProjectsUnrestricted
-	}
-	if id.Trusted && req.Certificate == "" {
-		return "", response.BadRequest("Client is already trusted")
-	}
-	if !id.Admin() {
-		// Only a trust token lets an untrusted or restricted caller in.
-		if req.TrustToken == "" {
-			return "", response.ErrForbidden
-		}
-		return h.redeem(r, id, req.TrustToken)
 	}
 	typ := req.Type
 	if typ == "" {
