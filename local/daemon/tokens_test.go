@@ -150,12 +150,14 @@ type tokenReply struct {
 
 func (r tokenReply) String() string { return fmt.Sprintf("%d %s", r.Code, bytes.TrimSpace(r.Body)) }
 
-// tokenDo sends a request with a JSON body (none if body is nil) and
-// decodes the envelope.
+// tokenDo sends a request with a JSON body (none if body is nil; sent as
+// it is if body is a []byte) and decodes the envelope.
 func tokenDo(tb testing.TB, c *http.Client, method, url string, body any) tokenReply {
 	tb.Helper()
 	var rd io.Reader
-	if body != nil {
+	if raw, ok := body.([]byte); ok {
+		rd = bytes.NewReader(raw)
+	} else if body != nil {
 		raw, err := json.Marshal(body)
 		if err != nil {
 			tb.Fatal(err)
@@ -1104,6 +1106,9 @@ func TestTokenNoSecretInClear(t *testing.T) {
 	keep(td.redeem(td.newCert("p256"), strings.ToUpper(survivor.Secret), nil))
 	keep(td.redeem(td.newCert("p256"), base64.StdEncoding.EncodeToString([]byte(`{"secret":"`+survivor.Secret+`"}`)), nil))
 	keep(td.callTLS(td.client(td.newCert("p256")), "POST", "/1.0/certificates", map[string]any{"trust_token": []string{survivor.Token}}))
+	keep(td.callTLS(td.client(td.newCert("p256")), "POST", "/1.0/certificates", []byte(`{"trust_token":"`+survivor.Token+`",}`)))
+	keep(td.callTLS(td.client(td.newCert("p256")), "POST", "/1.0/certificates", []byte(`{"trust_token":"`+survivor.Token)))
+	keep(td.callTLS(td.client(td.newCert("p256")), "POST", "/1.0/certificates", []byte(`{"trust_token":`+survivor.Secret+`}`)))
 	keep(td.callTLS(td.client(nil), "GET", "/1.0/operations/"+survivor.ID, nil))
 	keep(td.callTLS(td.client(nil), "GET", "/1.0/operations?recursion=1", nil))
 	td.clock.Advance(6 * time.Second)
