@@ -28,7 +28,7 @@ func Apply(m *Model, rec events.Record) (*Model, error) {
 // per published snapshot. A Builder is not safe for concurrent use.
 type Builder struct {
 	m           Model
-	certsOwned  bool
+	certsOwned  [256]bool
 	configOwned bool
 	tokensOwned bool
 }
@@ -44,11 +44,15 @@ func NewBuilder(base *Model) *Builder {
 // Seq returns the sequence of the last event folded in.
 func (b *Builder) Seq() uint64 { return b.m.seq }
 
+// Hash returns the chain hash of the last event folded in.
+func (b *Builder) Hash() string { return b.m.hash }
+
 // Model returns an immutable snapshot of the fold so far. Later calls to
 // Apply do not change it.
 func (b *Builder) Model() *Model {
 	snap := b.m
-	b.certsOwned, b.configOwned, b.tokensOwned = false, false, false
+	b.certsOwned = [256]bool{}
+	b.configOwned, b.tokensOwned = false, false
 	return &snap
 }
 
@@ -89,7 +93,7 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 		if !ok {
 			return
 		}
-		b.certs()[sum] = &Certificate{
+		b.putCert(sum, &Certificate{
 			Fingerprint: e.Fingerprint,
 			Name:        e.Name,
 			Type:        e.Type,
@@ -98,35 +102,34 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 			Description: e.Description,
 			PEM:         e.Certificate,
 			parsed:      newLazyCert(e.Certificate),
-		}
+		})
 	case *events.CertificateUpdated:
 		sum, ok := ParseFingerprint(e.Fingerprint)
 		if !ok {
 			return
 		}
-		old, ok := b.m.certs[sum]
+		old, ok := b.m.Certificate(sum)
 		if !ok {
 			return
 		}
 		next := *old
 		next.Name, next.Restricted, next.Projects, next.Description = e.Name, e.Restricted, nonNil(e.Projects), e.Description
-		certs := b.certs()
 		if e.NewFingerprint != "" && e.NewFingerprint != e.Fingerprint {
 			nsum, ok := ParseFingerprint(e.NewFingerprint)
 			if !ok {
 				return
 			}
-			delete(certs, sum)
+			b.deleteCert(sum)
 			sum = nsum
 			next.Fingerprint = e.NewFingerprint
 		}
 		if e.Certificate != "" && e.Certificate != old.PEM {
 			next.PEM, next.parsed = e.Certificate, newLazyCert(e.Certificate)
 		}
-		certs[sum] = &next
+		b.putCert(sum, &next)
 	case *events.CertificateRemoved:
 		if sum, ok := ParseFingerprint(e.Fingerprint); ok {
-			delete(b.certs(), sum)
+			b.deleteCert(sum)
 		}
 	case *events.ConfigChanged:
 		if e.Value == "" {
@@ -231,15 +234,34 @@ func (b *Builder) tokens() (map[string]*Token, map[[32]byte]string) {
 	return b.m.tokens, b.m.tokenBySecret
 }
 
-func (b *Builder) certs() map[[32]byte]*Certificate {
-	if !b.certsOwned {
-		b.m.certs = maps.Clone(b.m.certs)
-		if b.m.certs == nil {
-			b.m.certs = map[[32]byte]*Certificate{}
+// shard returns the writable shard of sum, copying it first if it may be
+// shared with a published snapshot.
+func (b *Builder) shard(sum [32]byte) map[[32]byte]*Certificate {
+	i := sum[0]
+	if !b.certsOwned[i] {
+		b.m.certs[i] = maps.Clone(b.m.certs[i])
+		if b.m.certs[i] == nil {
+			b.m.certs[i] = map[[32]byte]*Certificate{}
 		}
-		b.certsOwned = true
+		b.certsOwned[i] = true
 	}
-	return b.m.certs
+	return b.m.certs[i]
+}
+
+func (b *Builder) putCert(sum [32]byte, c *Certificate) {
+	sh := b.shard(sum)
+	if _, ok := sh[sum]; !ok {
+		b.m.ncerts++
+	}
+	sh[sum] = c
+}
+
+func (b *Builder) deleteCert(sum [32]byte) {
+	if _, ok := b.m.certs[sum[0]][sum]; !ok {
+		return
+	}
+	delete(b.shard(sum), sum)
+	b.m.ncerts--
 }
 
 func (b *Builder) config() map[string]string {

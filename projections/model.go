@@ -68,8 +68,12 @@ type Model struct {
 	hash    string
 	broken  uint64
 	skipped uint64
-	certs   map[[32]byte]*Certificate
-	config  map[string]string
+	// certs is the trust store in 256 shards by the fingerprint's first
+	// byte: a change copies one shard (a few hundred entries at 100k), not
+	// the whole map, so live updates stay cheap at any size.
+	certs  [256]map[[32]byte]*Certificate
+	ncerts int
+	config map[string]string
 
 	tokens        map[string]*Token   // every token, by id
 	tokenBySecret map[[32]byte]string // pending tokens: secret hash → id
@@ -81,7 +85,6 @@ type Model struct {
 
 // Empty is the model of an empty stream.
 var Empty = &Model{
-	certs:         map[[32]byte]*Certificate{},
 	config:        map[string]string{},
 	tokens:        map[string]*Token{},
 	tokenBySecret: map[[32]byte]string{},
@@ -103,7 +106,7 @@ func (m *Model) Skipped() uint64 { return m.skipped }
 // Certificate returns the entry whose certificate's SHA-256 is sum.
 // This is the hot-path lookup: no allocation, no lock.
 func (m *Model) Certificate(sum [32]byte) (*Certificate, bool) {
-	c, ok := m.certs[sum]
+	c, ok := m.certs[sum[0]][sum]
 	return c, ok
 }
 
@@ -112,15 +115,17 @@ func (m *Model) Certificate(sum [32]byte) (*Certificate, bool) {
 func (m *Model) CertificatesByPrefix(prefix string) []*Certificate {
 	prefix = strings.ToLower(prefix)
 	if sum, ok := ParseFingerprint(prefix); ok {
-		if c, ok := m.certs[sum]; ok {
+		if c, ok := m.Certificate(sum); ok {
 			return []*Certificate{c}
 		}
 		return nil
 	}
 	var out []*Certificate
-	for _, c := range m.certs {
-		if strings.HasPrefix(c.Fingerprint, prefix) {
-			out = append(out, c)
+	for _, shard := range m.certs {
+		for _, c := range shard {
+			if strings.HasPrefix(c.Fingerprint, prefix) {
+				out = append(out, c)
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b *Certificate) int { return strings.Compare(a.Fingerprint, b.Fingerprint) })
@@ -129,7 +134,10 @@ func (m *Model) CertificatesByPrefix(prefix string) []*Certificate {
 
 // Certificates returns every entry, sorted by name and then fingerprint.
 func (m *Model) Certificates() []*Certificate {
-	out := slices.Collect(maps.Values(m.certs))
+	out := make([]*Certificate, 0, m.ncerts)
+	for _, shard := range m.certs {
+		out = slices.AppendSeq(out, maps.Values(shard))
+	}
 	slices.SortFunc(out, func(a, b *Certificate) int {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
@@ -140,7 +148,7 @@ func (m *Model) Certificates() []*Certificate {
 }
 
 // NumCertificates returns the size of the trust store.
-func (m *Model) NumCertificates() int { return len(m.certs) }
+func (m *Model) NumCertificates() int { return m.ncerts }
 
 // Config returns a copy of the server configuration (set keys only).
 func (m *Model) Config() map[string]string { return maps.Clone(m.config) }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/trustlog/trustlog/functions/api"
@@ -105,13 +106,37 @@ func write(w http.ResponseWriter, httpStatus int, typ, status string, code int, 
 		raw, httpStatus, typ, status, code = []byte("null"), http.StatusInternalServerError, api.TypeError, "", 0
 		errs = []*Error{{Status: 500, Message: "internal server error"}}
 	}
-	resp := api.Response{Type: typ, Status: status, StatusCode: code, Operation: op, Metadata: raw}
+	errCode, errMsg := 0, ""
 	if len(errs) > 0 {
-		resp.ErrorCode, resp.Error = errs[0].Status, errs[0].Message
+		errCode, errMsg = errs[0].Status, errs[0].Message
 	}
+	// The envelope is written by hand around the metadata, already encoded:
+	// encoding an api.Response would validate and compact it a second time.
+	buf := make([]byte, 0, len(raw)+160)
+	buf = append(buf, `{"type":`...)
+	buf = appendJSONString(buf, typ)
+	buf = append(buf, `,"status":`...)
+	buf = appendJSONString(buf, status)
+	buf = append(buf, `,"status_code":`...)
+	buf = strconv.AppendInt(buf, int64(code), 10)
+	buf = append(buf, `,"operation":`...)
+	buf = appendJSONString(buf, op)
+	buf = append(buf, `,"error_code":`...)
+	buf = strconv.AppendInt(buf, int64(errCode), 10)
+	buf = append(buf, `,"error":`...)
+	buf = appendJSONString(buf, errMsg)
+	buf = append(buf, `,"metadata":`...)
+	buf = append(buf, raw...)
+	buf = append(buf, "}\n"...)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
-	_ = json.NewEncoder(w).Encode(resp)
+	_, _ = w.Write(buf)
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(buf []byte, s string) []byte {
+	raw, _ := json.Marshal(s) // a string always encodes
+	return append(buf, raw...)
 }
 
 // ETag returns the hex SHA-256 of the JSON encoding of v, as LXD and Incus

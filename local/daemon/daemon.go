@@ -83,6 +83,8 @@ type Daemon struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	hostname string
+
 	mu     sync.Mutex
 	https  *httpsServer
 	closed bool
@@ -143,6 +145,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	host, _ := os.Hostname()
+	d.hostname = host
 	svc := service.Config{
 		SealingKey: key,
 		Stream:     d.store,
@@ -350,6 +353,10 @@ func (d *Daemon) Fingerprint() string { return d.cert.cur.Load().fingerprint }
 // Store returns the event store, for tools and tests that inspect the stream.
 func (d *Daemon) Store() *natsstore.Store { return d.store }
 
+// Sync waits until the read model has applied every event stored when it
+// was called.
+func (d *Daemon) Sync(ctx context.Context) error { return d.proj.Sync(ctx) }
+
 // Model returns the current read model.
 func (d *Daemon) Model() *projections.Model { return d.proj.Snapshot() }
 
@@ -372,11 +379,8 @@ func (d *Daemon) Addresses() []string {
 	return listenAddresses(d.HTTPSAddr())
 }
 
-// ServerName implements serverinfo.Host.
-func (d *Daemon) ServerName() string {
-	h, _ := os.Hostname()
-	return h
-}
+// ServerName implements serverinfo.Host: the host name, read at start.
+func (d *Daemon) ServerName() string { return d.hostname }
 
 // Close stops the listeners, the projector and NATS. It is safe to call
 // more than once.
