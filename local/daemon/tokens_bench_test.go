@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -19,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/events/natsstore/natstest"
 	"github.com/trustlog/trustlog/functions/api"
 )
 
@@ -186,5 +189,44 @@ func BenchmarkTokenRedeemParallel(b *testing.B) {
 	reportTokenLatency(b, durs)
 	if n := td.d.Model().NumCertificates(); n != b.N {
 		b.Fatalf("%d certificates trusted after %d redemptions", n, b.N)
+	}
+}
+
+// BenchmarkTokenAppend isolates the cost under redemption: a conditional
+// append of one event (as issuing, revoking and expiring do) against an
+// atomic append of two (TokenRedeemed with CertificateTrusted), on the
+// same embedded JetStream file store as trustlogd's, without HTTP or the
+// read model.
+func BenchmarkTokenAppend(b *testing.B) {
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
+			st, _ := natstest.OpenStore(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			actor := events.Actor{Name: "bench", Method: "system"}
+			var seq uint64
+			durs := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				envs := make([]events.Envelope, n)
+				for j := range envs {
+					var err error
+					envs[j], err = events.New(fmt.Sprintf("ev-%d-%d", i, j), "/trustlog/bench", time.Now(), actor, events.TokenRevoked{ID: fmt.Sprint("t-", i)})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				start := time.Now()
+				next, err := st.Append(ctx, seq, "", envs...)
+				durs = append(durs, time.Since(start))
+				if err != nil {
+					b.Fatalf("append %d: %v", i, err)
+				}
+				seq = next
+			}
+			b.StopTimer()
+			reportTokenLatency(b, durs)
+		})
 	}
 }
