@@ -21,6 +21,7 @@ import (
 
 	"github.com/trustlog/trustlog/cli/client"
 	"github.com/trustlog/trustlog/cli/command"
+	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/local/daemon"
 )
 
@@ -268,5 +269,28 @@ func TestTrustAddFileAndConfig(t *testing.T) {
 	q := admin.mustRun(t, "", "query", "/1.0/certificates")
 	if !strings.Contains(q, `"/1.0/certificates/`) {
 		t.Errorf("query:\n%s", q)
+	}
+}
+
+// TestTokenWrongFingerprint: a token whose fingerprint is not the server's
+// is refused by the CLI before it is sent, so the token stays usable.
+func TestTokenWrongFingerprint(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	startDaemon(t, data)
+	admin := cliEnv{conf: filepath.Join(t.TempDir(), "admin"), data: data}
+	user := cliEnv{conf: filepath.Join(t.TempDir(), "user"), data: t.TempDir()}
+	raw := strings.TrimSpace(admin.mustRun(t, "", "config", "trust", "add", "--name", "x", "-q"))
+	tok, err := api.DecodeCertificateAddToken(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.Fingerprint = strings.Repeat("ab", 32)
+	_, _, err = user.run(t, "", "remote", "add", "s", tok.Encode())
+	if err == nil || !strings.Contains(err.Error(), "Certificate fingerprint mismatch") || !strings.Contains(err.Error(), tok.Fingerprint) {
+		t.Fatalf("wrong fingerprint: err = %v", err)
+	}
+	if list := admin.mustRun(t, "", "config", "trust", "list-tokens", "-f", "csv"); !strings.HasPrefix(list, "x,") {
+		t.Errorf("token consumed by a refused attempt: %q", list)
 	}
 }

@@ -164,3 +164,23 @@ func TestWeakRSARefused(t *testing.T) {
 		t.Errorf("stream moved from %d to %d on a refused add", before, after)
 	}
 }
+
+// TestCurlTrustToken is the seeds' raw token flow: an openssl-made RSA
+// certificate posts {"trust_token": ...} with curl and becomes trusted.
+func TestCurlTrustToken(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	tok, _ := s.issue(t, api.CertificatesPost{Name: "curl-joiner"})
+	crt, key := opensslCert(t, t.TempDir(), "curl-joiner", "-newkey", "rsa:2048")
+	base := "https://" + s.d.HTTPSAddr()
+	env := curl(t, "--key", key, "--cert", crt, "-X", "POST", base+"/1.0/certificates", "--data", `{"trust_token":"`+tok+`"}`)
+	if env.Type != "sync" || env.StatusCode != 200 {
+		t.Fatalf("redeem with curl: %+v", env)
+	}
+	if got := authOf(t, curl(t, "--key", key, "--cert", crt, base+"/1.0")); got != "trusted" {
+		t.Fatalf("after redeeming: auth %q", got)
+	}
+	if env := curl(t, "--key", key, "--cert", crt, "-X", "POST", base+"/1.0/certificates", "--data", `{"trust_token":"`+tok+`"}`); env.ErrorCode != 400 {
+		t.Errorf("second use by a trusted client: %+v", env)
+	}
+}

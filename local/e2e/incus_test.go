@@ -175,3 +175,54 @@ func TestIncusClientTokens(t *testing.T) {
 		}
 	}
 }
+
+// trustlogCLI runs the trustlog client with its own configuration
+// directory; the "local" remote is the daemon of s.
+func trustlogCLI(t *testing.T, s *server, conf string, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	getenv := func(k string) string {
+		switch k {
+		case "TRUSTLOG_CONF":
+			return conf
+		case "TRUSTLOG_DIR":
+			return filepath.Dir(s.d.UnixSocket())
+		}
+		return ""
+	}
+	if err := command.Run(ctx, args, strings.NewReader(""), &out, &errOut, getenv); err != nil {
+		t.Fatalf("trustlog %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String()
+}
+
+// TestTokensAcrossClients: a token issued by trustlog is redeemed by the
+// stock incus client, and a token issued by an admin incus remote is
+// redeemed by `trustlog remote add <token>`.
+func TestTokensAcrossClients(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+
+	// trustlog issues, incus redeems.
+	tok := strings.TrimSpace(trustlogCLI(t, s, t.TempDir(), "config", "trust", "add", "--name", "incus-joiner", "-q"))
+	joiner := newIncus(t)
+	joiner.must(t, "remote", "add", "s", tok)
+	var srv struct{ Auth string }
+	if err := json.Unmarshal([]byte(joiner.must(t, "query", "s:/1.0")), &srv); err != nil || srv.Auth != "trusted" {
+		t.Fatalf("incus after redeeming a trustlog token: auth=%q err=%v", srv.Auth, err)
+	}
+
+	// incus (now trusted as an admin) issues, trustlog redeems.
+	out := joiner.must(t, "config", "trust", "add", "s:trustlog-joiner")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	incusTok := lines[len(lines)-1]
+	conf := t.TempDir()
+	if got := trustlogCLI(t, s, conf, "remote", "add", "s", incusTok); !strings.Contains(got, "Client certificate now trusted by server: s") {
+		t.Errorf("trustlog remote add <incus token>: %s", got)
+	}
+	if info := trustlogCLI(t, s, conf, "info", "s:"); !strings.Contains(info, "auth: trusted") {
+		t.Errorf("trustlog info after redeeming an incus token:\n%s", info)
+	}
+}
