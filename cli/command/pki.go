@@ -72,11 +72,7 @@ func (e *env) pkiShowCmd(what, path string) *cobra.Command {
 		Short: "Show the " + what + " in force",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, _, err := e.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(remote)
+			c, _, err := e.remoteClient(args)
 			if err != nil {
 				return err
 			}

@@ -117,6 +117,17 @@ func (e *env) remoteArg(args []string) (string, []string, error) {
 	return e.conf.DefaultRemote, args, nil
 }
 
+// remoteClient splits an optional "remote:" argument off args and
+// connects to that remote (or the default one).
+func (e *env) remoteClient(args []string) (*client.Client, []string, error) {
+	name, rest, err := e.remoteArg(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := e.connect(name)
+	return c, rest, err
+}
+
 // prompt asks a question on stderr and reads one line of stdin.
 func (e *env) prompt(question string) (string, error) {
 	fmt.Fprint(e.stderr, question)

@@ -19,11 +19,7 @@ func (e *env) infoCmd() *cobra.Command {
 		Short: "Show the server as it describes itself (GET /1.0)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, _, err := e.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(name)
+			c, _, err := e.remoteClient(args)
 			if err != nil {
 				return err
 			}
@@ -196,11 +192,7 @@ func (e *env) configShowCmd() *cobra.Command {
 		Short: "Show the server configuration",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, _, err := e.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(remote)
+			c, _, err := e.remoteClient(args)
 			if err != nil {
 				return err
 			}

@@ -151,11 +151,7 @@ func (e *env) trustListCmd() *cobra.Command {
 			if err := checkFormat(format); err != nil {
 				return err
 			}
-			remote, _, err := e.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(remote)
+			c, _, err := e.remoteClient(args)
 			if err != nil {
 				return err
 			}
@@ -348,11 +344,7 @@ func (e *env) trustListTokensCmd() *cobra.Command {
 			if err := checkFormat(format); err != nil {
 				return err
 			}
-			remote, _, err := e.remoteArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(remote)
+			c, _, err := e.remoteClient(args)
 			if err != nil {
 				return err
 			}
@@ -392,16 +384,12 @@ func (e *env) trustRevokeTokenCmd() *cobra.Command {
 		Short: "Revoke the pending trust tokens issued for a client name",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, rest, err := e.remoteArg(args)
+			c, rest, err := e.remoteClient(args)
 			if err != nil {
 				return err
 			}
 			if len(rest) != 1 {
 				return errors.New("Missing client name")
-			}
-			c, err := e.connect(remote)
-			if err != nil {
-				return err
 			}
 			ops, err := pendingTokens(cmd, c)
 			if err != nil {
