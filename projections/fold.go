@@ -30,7 +30,8 @@ type Builder struct {
 	m           Model
 	certsOwned  [256]bool
 	configOwned bool
-	tokensOwned bool
+	tokensOwned [256]bool
+	secretOwned bool
 }
 
 // NewBuilder starts from base (Empty if nil). base is never modified.
@@ -52,7 +53,8 @@ func (b *Builder) Hash() string { return b.m.hash }
 func (b *Builder) Model() *Model {
 	snap := b.m
 	b.certsOwned = [256]bool{}
-	b.configOwned, b.tokensOwned = false, false
+	b.tokensOwned = [256]bool{}
+	b.configOwned, b.secretOwned = false, false
 	return &snap
 }
 
@@ -148,12 +150,11 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 			Fingerprint: e.Fingerprint, Addresses: nonNil(e.Addresses), IssuedAt: at, ExpiresAt: e.ExpiresAt,
 			State: TokenPending,
 		}
-		tokens, bySecret := b.tokens()
-		if old, ok := tokens[t.ID]; ok && old.Pending() {
-			delete(bySecret, old.SecretHash)
+		if old, ok := b.m.Token(t.ID); ok && old.Pending() {
+			delete(b.bySecret(), old.SecretHash)
 		}
-		tokens[t.ID] = t
-		bySecret[t.SecretHash] = t.ID
+		b.tokenShard(t.ID)[t.ID] = t
+		b.bySecret()[t.SecretHash] = t.ID
 	case *events.CAChanged:
 		b.m.crl, b.m.crlPending = nil, nil
 		if e.Certificate == "" {
@@ -208,30 +209,37 @@ func (b *Builder) placeCRL(c *CRL) {
 
 // endToken moves a pending token to a final state.
 func (b *Builder) endToken(id, state string, at time.Time, by string) {
-	old, ok := b.m.tokens[id]
+	old, ok := b.m.Token(id)
 	if !ok || !old.Pending() {
 		return
 	}
 	next := *old
 	next.State, next.EndedAt, next.RedeemedBy = state, at, by
-	tokens, bySecret := b.tokens()
-	tokens[id] = &next
-	delete(bySecret, old.SecretHash)
+	b.tokenShard(id)[id] = &next
+	delete(b.bySecret(), old.SecretHash)
 }
 
-func (b *Builder) tokens() (map[string]*Token, map[[32]byte]string) {
-	if !b.tokensOwned {
-		b.m.tokens = maps.Clone(b.m.tokens)
-		if b.m.tokens == nil {
-			b.m.tokens = map[string]*Token{}
+func (b *Builder) tokenShard(id string) map[string]*Token {
+	i := tokenShard(id)
+	if !b.tokensOwned[i] {
+		b.m.tokens[i] = maps.Clone(b.m.tokens[i])
+		if b.m.tokens[i] == nil {
+			b.m.tokens[i] = map[string]*Token{}
 		}
+		b.tokensOwned[i] = true
+	}
+	return b.m.tokens[i]
+}
+
+func (b *Builder) bySecret() map[[32]byte]string {
+	if !b.secretOwned {
 		b.m.tokenBySecret = maps.Clone(b.m.tokenBySecret)
 		if b.m.tokenBySecret == nil {
 			b.m.tokenBySecret = map[[32]byte]string{}
 		}
-		b.tokensOwned = true
+		b.secretOwned = true
 	}
-	return b.m.tokens, b.m.tokenBySecret
+	return b.m.tokenBySecret
 }
 
 // shard returns the writable shard of sum, copying it first if it may be

@@ -75,8 +75,8 @@ type Model struct {
 	ncerts int
 	config map[string]string
 
-	tokens        map[string]*Token   // every token, by id
-	tokenBySecret map[[32]byte]string // pending tokens: secret hash → id
+	tokens        [256]map[string]*Token // every token, by id, sharded like certs
+	tokenBySecret map[[32]byte]string    // pending tokens: secret hash → id
 
 	ca         *CA
 	crl        *CRL // the complete list in force
@@ -86,7 +86,6 @@ type Model struct {
 // Empty is the model of an empty stream.
 var Empty = &Model{
 	config:        map[string]string{},
-	tokens:        map[string]*Token{},
 	tokenBySecret: map[[32]byte]string{},
 }
 

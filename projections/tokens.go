@@ -54,7 +54,7 @@ func (t *Token) ExpiredAt(now time.Time) bool {
 
 // Token returns the token with operation id.
 func (m *Model) Token(id string) (*Token, bool) {
-	t, ok := m.tokens[id]
+	t, ok := m.tokens[tokenShard(id)][id]
 	return t, ok
 }
 
@@ -64,14 +64,16 @@ func (m *Model) PendingToken(sum [32]byte) (*Token, bool) {
 	if !ok {
 		return nil, false
 	}
-	return m.tokens[id], true
+	return m.Token(id)
 }
 
 // PendingTokens returns the pending tokens, oldest first.
 func (m *Model) PendingTokens() []*Token {
 	out := make([]*Token, 0, len(m.tokenBySecret))
 	for _, id := range m.tokenBySecret {
-		out = append(out, m.tokens[id])
+		if t, ok := m.Token(id); ok {
+			out = append(out, t)
+		}
 	}
 	slices.SortFunc(out, func(a, b *Token) int {
 		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
@@ -84,7 +86,10 @@ func (m *Model) PendingTokens() []*Token {
 
 // Tokens returns every token the model knows, in any state, oldest first.
 func (m *Model) Tokens() []*Token {
-	out := slices.Collect(maps.Values(m.tokens))
+	var out []*Token
+	for _, shard := range m.tokens {
+		out = slices.AppendSeq(out, maps.Values(shard))
+	}
 	slices.SortFunc(out, func(a, b *Token) int {
 		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
 			return c
@@ -92,4 +97,15 @@ func (m *Model) Tokens() []*Token {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out
+}
+
+// tokenShard spreads token ids over 256 shards (FNV-1a of the id), so a
+// token event copies one shard rather than every token ever issued.
+func tokenShard(id string) byte {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return byte(h)
 }
