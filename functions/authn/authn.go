@@ -8,6 +8,7 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"net"
@@ -114,6 +115,7 @@ type Authenticator struct {
 	model ReadModel
 	now   func() time.Time
 	sigs  atomic.Pointer[sigCache]
+	jwts  jwtCache
 }
 
 // New returns an Authenticator. now is the clock (time.Now if nil).
@@ -148,19 +150,32 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 		id.Trusted, id.Method, id.Name = true, MethodUnix, user
 		return id
 	}
-	chain := PeerCertificates(r)
-	if len(chain) == 0 {
-		return id
-	}
-	leaf := chain[0]
-	sum := projections.Fingerprint(leaf.Raw)
-	id.PeerCertificate = leaf
-	id.Fingerprint = hex.EncodeToString(sum[:])
 	now := a.now()
+	m := a.model.Snapshot()
+	if chain := PeerCertificates(r); len(chain) > 0 {
+		leaf := chain[0]
+		sum := projections.Fingerprint(leaf.Raw)
+		id.PeerCertificate = leaf
+		id.Fingerprint = hex.EncodeToString(sum[:])
+		if t := a.trustCert(m, id, leaf, sum, now); t.Trusted {
+			return t
+		}
+	}
+	if tok, ok := bearerToken(r); ok {
+		if t, ok := a.bearer(m, Identity{Address: id.Address}, tok, now); ok {
+			return t
+		}
+	}
+	return id
+}
+
+// trustCert decides whether leaf, whose fingerprint is sum, is trusted at
+// now: in date, in the trust store (or CA-trusted), and in PKI mode signed
+// by the CA and not revoked. It returns id, trusted or not.
+func (a *Authenticator) trustCert(m *projections.Model, id Identity, leaf *x509.Certificate, sum [32]byte, now time.Time) Identity {
 	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
 		return id
 	}
-	m := a.model.Snapshot()
 	entry, ok := m.Certificate(sum)
 	if ok && entry.Type == events.CertificateTypeServer {
 		// Server certificates (cluster members) are exempt from PKI checks.
@@ -186,6 +201,38 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 		return id
 	}
 	return trust(id, entry, MethodTLS)
+}
+
+// bearer authenticates a JWT signed by the key of a trusted client
+// certificate (Incus's JWT from a client certificate): the request is then
+// treated exactly as mTLS with that certificate. The signature is checked
+// once per token; the trust checks run on every request.
+func (a *Authenticator) bearer(m *projections.Model, id Identity, tok string, now time.Time) (Identity, bool) {
+	key := sha256.Sum256([]byte(tok))
+	sub, ok := a.jwts.get(key, now)
+	if !ok {
+		s, alg, exp, signed, sig, err := parseClientJWT(tok, now)
+		if err != nil {
+			return id, false
+		}
+		entry, found := m.CertificateByFingerprint(s)
+		if !found || entry.Type != events.CertificateTypeClient || entry.X509() == nil {
+			return id, false
+		}
+		if verifyJWS(entry.X509(), alg, signed, sig) != nil {
+			return id, false
+		}
+		a.jwts.put(key, jwtEntry{sub: s, exp: exp})
+		sub = s
+	}
+	entry, found := m.CertificateByFingerprint(sub)
+	if !found || entry.Type != events.CertificateTypeClient || entry.X509() == nil {
+		return id, false
+	}
+	cert := entry.X509()
+	id.PeerCertificate, id.Fingerprint = cert, entry.Fingerprint
+	t := a.trustCert(m, id, cert, projections.Fingerprint(cert.Raw), now)
+	return t, t.Trusted
 }
 
 // configBool reads a boolean configuration key; unset or invalid is false.
