@@ -226,3 +226,50 @@ func TestTokensAcrossClients(t *testing.T) {
 		t.Errorf("trustlog info after redeeming an incus token:\n%s", info)
 	}
 }
+
+// TestIncusClientToken: a JWT made by `incus remote get-client-token`
+// from its trusted client certificate authenticates a plain HTTPS request.
+func TestIncusClientToken(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	cli := newIncus(t)
+	_, cert := newCert(t, cli.conf, "client")
+	s.trust(t, cert, "jwt-maker")
+	jwt := strings.TrimSpace(cli.must(t, "remote", "get-client-token", "1h"))
+	base := "https://" + s.d.HTTPSAddr()
+	for _, form := range []string{"header", "query"} {
+		req, _ := http.NewRequest("GET", base+"/1.0", nil)
+		if form == "header" {
+			req.Header.Set("Authorization", "Bearer "+jwt)
+		} else {
+			req.URL.RawQuery = "access_token=" + jwt
+		}
+		resp, err := tlsClient(nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var full map[string]json.RawMessage
+		json.NewDecoder(resp.Body).Decode(&full)
+		resp.Body.Close()
+		var srv struct {
+			Auth           string `json:"auth"`
+			AuthUserName   string `json:"auth_user_name"`
+			AuthUserMethod string `json:"auth_user_method"`
+		}
+		json.Unmarshal(full["metadata"], &srv)
+		if srv.Auth != "trusted" || srv.AuthUserName != fingerprintOf(cert) || srv.AuthUserMethod != "tls" {
+			t.Errorf("%s: %+v", form, srv)
+		}
+	}
+	// A garbage bearer is refused like no credentials at all.
+	req, _ := http.NewRequest("GET", base+"/1.0/certificates", nil)
+	req.Header.Set("Authorization", "Bearer 1234567")
+	resp, err := tlsClient(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("garbage bearer: %d", resp.StatusCode)
+	}
+}
