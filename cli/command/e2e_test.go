@@ -294,3 +294,44 @@ func TestTokenWrongFingerprint(t *testing.T) {
 		t.Errorf("token consumed by a refused attempt: %q", list)
 	}
 }
+
+// TestGetClientToken: the JWT the CLI makes from its key authenticates a
+// request that presents no client certificate.
+func TestGetClientToken(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	admin := cliEnv{conf: filepath.Join(t.TempDir(), "admin"), data: data}
+	user := cliEnv{conf: filepath.Join(t.TempDir(), "user"), data: t.TempDir()}
+	user.mustRun(t, "", "remote", "add", "s", strings.TrimSpace(admin.mustRun(t, "", "config", "trust", "add", "--name", "jwt", "-q")))
+	jwt := strings.TrimSpace(user.mustRun(t, "", "remote", "get-client-token", "10m"))
+	if _, _, err := user.run(t, "", "remote", "get-client-token", "soon"); err == nil {
+		t.Error("bad duration accepted")
+	}
+	c, err := client.New(client.Options{Addr: "https://" + d.HTTPSAddr(), Pinned: mustPinned(t, user)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := "/1.0?access_token=" + jwt
+	var srv api.Server
+	if _, err := c.Get(context.Background(), req, &srv); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Auth != "trusted" || srv.AuthUserMethod != "tls" {
+		t.Errorf("with the client token: %+v", srv)
+	}
+}
+
+func mustPinned(t *testing.T, c cliEnv) *x509.Certificate {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(c.conf, "servercerts", "s.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(raw)
+	x, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}

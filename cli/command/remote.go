@@ -22,7 +22,7 @@ import (
 func (e *env) remoteCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "remote", Short: "Manage the list of remote servers"}
 	cmd.AddCommand(e.remoteAddCmd(), e.remoteListCmd(), e.remoteSwitchCmd("switch"), e.remoteSwitchCmd("set-default"),
-		e.remoteGetDefaultCmd(), e.remoteRemoveCmd(), e.remoteRenameCmd(), e.remoteSetURLCmd(), e.remoteClientCertCmd())
+		e.remoteGetDefaultCmd(), e.remoteRemoveCmd(), e.remoteRenameCmd(), e.remoteSetURLCmd(), e.remoteClientCertCmd(), e.remoteClientTokenCmd())
 	return cmd
 }
 
