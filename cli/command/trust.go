@@ -203,17 +203,23 @@ func (e *env) fingerprintArgs(args []string) (string, string, error) {
 	return remote, rest[0], nil
 }
 
+// certificateClient parses "[<remote>:] <fingerprint>" and connects.
+func (e *env) certificateClient(args []string) (*client.Client, string, error) {
+	remote, fp, err := e.fingerprintArgs(args)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := e.connect(remote)
+	return c, fp, err
+}
+
 func (e *env) trustShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show [<remote>:] <fingerprint>",
 		Short: "Show a trusted certificate",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, fp, err := e.fingerprintArgs(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(remote)
+			c, fp, err := e.certificateClient(args)
 			if err != nil {
 				return err
 			}
@@ -232,11 +238,7 @@ func (e *env) trustEditCmd() *cobra.Command {
 		Short: "Edit a trusted certificate as YAML ($EDITOR, or from stdin when it is not a terminal)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, fp, err := e.fingerprintArgs(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(remote)
+			c, fp, err := e.certificateClient(args)
 			if err != nil {
 				return err
 			}
@@ -303,11 +305,7 @@ func (e *env) trustRemoveCmd() *cobra.Command {
 		Short:   "Remove a trusted certificate",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, fp, err := e.fingerprintArgs(args)
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(remote)
+			c, fp, err := e.certificateClient(args)
 			if err != nil {
 				return err
 			}
