@@ -144,6 +144,22 @@ func (c *Config) IsRemoteArg(arg string) bool {
 	return ok
 }
 
+// ValidateRemoteName checks that name can name a remote: not empty, no
+// colon (it separates the remote from the object, as in "srv:/1.0") and
+// nothing that would lead a file such as servercerts/<name>.crt out of its
+// directory.
+func ValidateRemoteName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("Remote names may not be empty")
+	case strings.Contains(name, ":"):
+		return errors.New("Remote names may not contain colons")
+	case strings.ContainsAny(name, `/\`) || name == "." || name == "..":
+		return fmt.Errorf("Invalid remote name %q: it may not contain slashes or be . or ..", name)
+	}
+	return nil
+}
+
 // ServerCertPath returns the path of the pinned certificate of remote name.
 func (c *Config) ServerCertPath(name string) string {
 	return filepath.Join(c.dir, "servercerts", name+".crt")
