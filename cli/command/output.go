@@ -48,6 +48,47 @@ func renderList(w io.Writer, format string, header []string, rows [][]string, ob
 	}
 }
 
+// column is one column of a list: its header and how a row fills it.
+type column[T any] struct {
+	header string
+	data   func(T) string
+}
+
+// parseColumns turns a -c value such as "ntf" or "n,t,f" into columns.
+func parseColumns[T any](spec string, known map[rune]column[T]) ([]column[T], error) {
+	var cols []column[T]
+	for part := range strings.SplitSeq(spec, ",") {
+		if part == "" {
+			return nil, fmt.Errorf("Empty column entry (redundant, leading or trailing comma) in %q", spec)
+		}
+		for _, r := range part {
+			c, ok := known[r]
+			if !ok {
+				return nil, fmt.Errorf("Unknown column shorthand char '%c' in %q", r, spec)
+			}
+			cols = append(cols, c)
+		}
+	}
+	return cols, nil
+}
+
+// tabulate fills the cells of rows for cols and returns the header.
+func tabulate[T any](cols []column[T], rows []T) ([]string, [][]string) {
+	header := make([]string, len(cols))
+	for i, c := range cols {
+		header[i] = c.header
+	}
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		cells[i] = make([]string, len(cols))
+		for j, c := range cols {
+			cells[i][j] = c.data(r)
+		}
+	}
+	return header, cells
+}
+
+// writeTable draws an ASCII box table. A cell may hold several lines.
 func writeTable(w io.Writer, header []string, rows [][]string) {
 	widths := make([]int, len(header))
 	for i, h := range header {
@@ -55,7 +96,9 @@ func writeTable(w io.Writer, header []string, rows [][]string) {
 	}
 	for _, r := range rows {
 		for i, c := range r {
-			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+			for l := range strings.SplitSeq(c, "\n") {
+				widths[i] = max(widths[i], utf8.RuneCountInString(l))
+			}
 		}
 	}
 	var sep strings.Builder
@@ -64,17 +107,29 @@ func writeTable(w io.Writer, header []string, rows [][]string) {
 		sep.WriteString(strings.Repeat("-", wd+2) + "+")
 	}
 	line := func(cells []string, center bool) {
-		var b strings.Builder
-		b.WriteString("|")
+		split := make([][]string, len(cells))
+		height := 1
 		for i, c := range cells {
-			pad := widths[i] - utf8.RuneCountInString(c)
-			left := 0
-			if center {
-				left = pad / 2
-			}
-			b.WriteString(" " + strings.Repeat(" ", left) + c + strings.Repeat(" ", pad-left) + " |")
+			split[i] = strings.Split(c, "\n")
+			height = max(height, len(split[i]))
 		}
-		fmt.Fprintln(w, b.String())
+		for l := range height {
+			var b strings.Builder
+			b.WriteString("|")
+			for i, lines := range split {
+				c := ""
+				if l < len(lines) {
+					c = lines[l]
+				}
+				pad := widths[i] - utf8.RuneCountInString(c)
+				left := 0
+				if center {
+					left = pad / 2
+				}
+				b.WriteString(" " + strings.Repeat(" ", left) + c + strings.Repeat(" ", pad-left) + " |")
+			}
+			fmt.Fprintln(w, b.String())
+		}
 	}
 	fmt.Fprintln(w, sep.String())
 	line(header, true)

@@ -68,8 +68,8 @@ func (e *env) remoteAddCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if strings.Contains(name, ":") {
-				return fmt.Errorf("Remote names may not contain colons")
+			if err := config.ValidateRemoteName(name); err != nil {
+				return err
 			}
 			if _, ok := e.conf.Remote(name); ok {
 				return fmt.Errorf("Remote %s already exists", name)
@@ -108,15 +108,20 @@ func (e *env) addByAddress(ctx context.Context, name, addr, token string, accept
 		e.conf.Remotes[name] = config.Remote{Addr: addr, Protocol: "incus"}
 		return e.conf.Save()
 	}
-	cert, err := e.conf.ClientCertificate(e.stderr)
-	if err != nil {
-		return err
-	}
 	roots, err := e.conf.ClientCA()
 	if err != nil {
 		return err
 	}
-	opts := client.Options{Addr: addr, Remote: name, Certificate: &cert, Roots: roots, InsecureTLS: e.insecureTLS()}
+	opts := client.Options{Addr: addr, Remote: name, Roots: roots, InsecureTLS: e.insecureTLS()}
+	if !public {
+		// A public server is used without authentication: no client
+		// certificate needed.
+		cert, err := e.conf.ClientCertificate(e.stderr)
+		if err != nil {
+			return err
+		}
+		opts.Certificate = &cert
+	}
 	c, err := client.New(opts)
 	if err != nil {
 		return err
@@ -131,19 +136,8 @@ func (e *env) addByAddress(ctx context.Context, name, addr, token string, accept
 		if ferr != nil {
 			return ferr
 		}
-		if !accept {
-			fp := client.Fingerprint(presented)
-			fmt.Fprintf(e.stdout, "Certificate fingerprint: %s\n", fp)
-			answer, err := e.prompt("ok (y/n/[fingerprint])? ")
-			if err != nil {
-				return err
-			}
-			if !(strings.HasPrefix(strings.ToLower(answer), "y") || answer == fp) {
-				if len(answer) == 64 {
-					return errors.New("The provided fingerprint does not match the server certificate fingerprint")
-				}
-				return errors.New("Server certificate NACKed by user")
-			}
+		if err := e.acceptCertificate(presented, addr, token, accept); err != nil {
+			return err
 		}
 		opts.Pinned = presented
 		if c, err = client.New(opts); err != nil {
@@ -178,6 +172,44 @@ func (e *env) addByAddress(ctx context.Context, name, addr, token string, accept
 	}
 	e.conf.Remotes[name] = remote
 	return e.conf.Save()
+}
+
+// acceptCertificate decides whether to pin the certificate a server
+// presented. A --token that decodes as a trust token vouches for its
+// server's fingerprint: a match is accepted without asking and a mismatch
+// is refused even with --accept-certificate, so the token never reaches
+// another server. Otherwise --accept-certificate accepts, or the user is
+// asked: y/Y... or the exact fingerprint accept, anything else refuses.
+func (e *env) acceptCertificate(presented *x509.Certificate, addr, token string, accept bool) error {
+	fp := client.Fingerprint(presented)
+	if tok, err := api.DecodeCertificateAddToken(token); err == nil {
+		if !strings.EqualFold(tok.Fingerprint, fp) {
+			return fingerprintMismatch(addr, tok.Fingerprint, fp)
+		}
+		return nil
+	}
+	if accept {
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "Certificate fingerprint: %s\n", fp)
+	answer, err := e.prompt("ok (y/n/[fingerprint])? ")
+	if err != nil {
+		return err
+	}
+	switch {
+	case strings.HasPrefix(strings.ToLower(answer), "y"), answer == fp:
+		return nil
+	case len(answer) == len(fp):
+		return errors.New("The provided fingerprint does not match the server certificate fingerprint")
+	}
+	return errors.New("Server certificate NACKed by user")
+}
+
+// fingerprintMismatch is the error for a server whose certificate is not
+// the one a trust token names.
+func fingerprintMismatch(addr, want, got string) error {
+	return fmt.Errorf("Certificate fingerprint mismatch between certificate token and server %q: the token expects %s, the server presents %s",
+		addr, want, got)
 }
 
 // trustWith redeems token and checks the server trusts this client after.
@@ -238,8 +270,7 @@ func (e *env) addWithToken(ctx context.Context, name string, tok api.Certificate
 		case p.err != nil:
 			errs = append(errs, p.err)
 		case client.Fingerprint(p.cert) != strings.ToLower(tok.Fingerprint):
-			errs = append(errs, fmt.Errorf("Certificate fingerprint mismatch between certificate token and server %q: the token expects %s, the server presents %s",
-				p.addr, tok.Fingerprint, client.Fingerprint(p.cert)))
+			errs = append(errs, fingerprintMismatch(p.addr, tok.Fingerprint, client.Fingerprint(p.cert)))
 		case chosen.addr == "":
 			chosen = p
 		}
@@ -398,11 +429,11 @@ func (e *env) remoteRenameCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("The remote %q doesn't exist", old)
 			}
+			if err := config.ValidateRemoteName(nw); err != nil {
+				return err
+			}
 			if _, exists := e.conf.Remote(nw); exists {
 				return fmt.Errorf("Remote %s already exists", nw)
-			}
-			if strings.Contains(nw, ":") {
-				return fmt.Errorf("Remote names may not contain colons")
 			}
 			if err := os.Rename(e.conf.ServerCertPath(old), e.conf.ServerCertPath(nw)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err

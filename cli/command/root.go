@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/trustlog/trustlog/cli/client"
 	"github.com/trustlog/trustlog/cli/config"
@@ -53,6 +54,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // load reads the configuration directory.
 func (e *env) load() error {
+	if e.getenv("TRUSTLOG_CONF") == "" && e.getenv("HOME") == "" {
+		return errors.New("Can't find the configuration directory: set TRUSTLOG_CONF or HOME")
+	}
 	conf, err := config.Load(e.confDir(), e.socketPath())
 	if err != nil {
 		return err
@@ -144,11 +148,7 @@ func (e *env) prompt(question string) (string, error) {
 // stdinIsTerminal reports whether stdin is an interactive terminal.
 func (e *env) stdinIsTerminal() bool {
 	f, ok := e.stdin.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func formatFlag(cmd *cobra.Command, f *string) {

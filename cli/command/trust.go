@@ -1,6 +1,7 @@
 package command
 
 import (
+	"cmp"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -140,15 +142,82 @@ func tokenFromOperation(op api.Operation) (api.CertificateAddToken, error) {
 		Secret: meta.Secret, ExpiresAt: meta.ExpiresAt}, nil
 }
 
+// certRow is one trust-store entry with its parsed certificate (nil when
+// the PEM does not parse).
+type certRow struct {
+	entry api.Certificate
+	x509  *x509.Certificate
+}
+
+// certColumns are the columns of `config trust list`, by the shorthand
+// letters incus uses.
+var certColumns = map[rune]column[certRow]{
+	'n': {"NAME", func(r certRow) string { return r.entry.Name }},
+	't': {"TYPE", func(r certRow) string { return r.entry.Type }},
+	'c': {"COMMON NAME", func(r certRow) string {
+		if r.x509 == nil {
+			return ""
+		}
+		return r.x509.Subject.CommonName
+	}},
+	'f': {"FINGERPRINT", func(r certRow) string { return shortFingerprint(r.entry.Fingerprint) }},
+	'd': {"DESCRIPTION", func(r certRow) string { return r.entry.Description }},
+	'i': {"ISSUE DATE", func(r certRow) string {
+		if r.x509 == nil {
+			return ""
+		}
+		return r.x509.NotBefore.UTC().Format(dateLayout)
+	}},
+	'e': {"EXPIRY DATE", func(r certRow) string {
+		if r.x509 == nil {
+			return ""
+		}
+		return r.x509.NotAfter.UTC().Format(dateLayout)
+	}},
+	'r': {"RESTRICTED", func(r certRow) string {
+		if r.entry.Restricted {
+			return "yes"
+		}
+		return "no"
+	}},
+	'p': {"PROJECTS", func(r certRow) string { return strings.Join(slices.Sorted(slices.Values(r.entry.Projects)), "\n") }},
+}
+
+// defaultCertColumns: name, type, common name, fingerprint, issue date,
+// expiry date, restricted.
+const defaultCertColumns = "ntcfier"
+
+// dateLayout is how list commands print times (in UTC), as incus does.
+const dateLayout = "Jan 2, 2006 at 3:04pm (MST)"
+
+// shortFingerprint returns the first 12 characters of a fingerprint, enough
+// to name an entry (commands accept a unique prefix).
+func shortFingerprint(fp string) string {
+	if len(fp) > 12 {
+		return fp[:12]
+	}
+	return fp
+}
+
 func (e *env) trustListCmd() *cobra.Command {
-	var format string
+	var format, columns string
 	cmd := &cobra.Command{
 		Use:     "list [<remote>:]",
 		Aliases: []string{"ls"},
 		Short:   "List the trusted certificates",
-		Args:    cobra.MaximumNArgs(1),
+		Long: `List the trusted certificates.
+
+The -c option picks the columns of the table and CSV formats, by letter:
+  n name, t type, c common name, f fingerprint (first 12 characters),
+  d description, i issue date, e expiry date, r restricted, p projects.
+The default is ntcfier. JSON and YAML print the whole entries.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
+				return err
+			}
+			cols, err := parseColumns(columns, certColumns)
+			if err != nil {
 				return err
 			}
 			c, _, err := e.remoteClient(args)
@@ -159,29 +228,25 @@ func (e *env) trustListCmd() *cobra.Command {
 			if _, err := c.Get(cmd.Context(), "/1.0/certificates?recursion=1&filter=", &certs); err != nil {
 				return err
 			}
-			var rows [][]string
-			for _, ce := range certs {
-				cn, issued, expires := "", "", ""
+			slices.SortStableFunc(certs, func(a, b api.Certificate) int {
+				return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Fingerprint, b.Fingerprint))
+			})
+			rows := make([]certRow, len(certs))
+			for i, ce := range certs {
+				rows[i].entry = ce
 				if b, _ := pem.Decode([]byte(ce.Certificate)); b != nil {
-					if x, err := x509.ParseCertificate(b.Bytes); err == nil {
-						cn = x.Subject.CommonName
-						issued = x.NotBefore.UTC().Format("Jan 2, 2006 at 3:04pm (MST)")
-						expires = x.NotAfter.UTC().Format("Jan 2, 2006 at 3:04pm (MST)")
-					}
+					rows[i].x509, _ = x509.ParseCertificate(b.Bytes)
 				}
-				fp := ce.Fingerprint
-				if format == formatTable && len(fp) > 12 {
-					fp = fp[:12]
-				}
-				rows = append(rows, []string{ce.Name, ce.Type, cn, fp, issued, expires, yesNo(ce.Restricted)})
 			}
 			if certs == nil {
 				certs = []api.Certificate{}
 			}
-			return renderList(e.stdout, format, []string{"NAME", "TYPE", "COMMON NAME", "FINGERPRINT", "ISSUE DATE", "EXPIRY DATE", "RESTRICTED"}, rows, certs)
+			header, cells := tabulate(cols, rows)
+			return renderList(e.stdout, format, header, cells, certs)
 		},
 	}
 	formatFlag(cmd, &format)
+	cmd.Flags().StringVarP(&columns, "columns", "c", defaultCertColumns, "columns of the table and CSV formats (see above)")
 	return cmd
 }
 
@@ -356,18 +421,23 @@ func (e *env) trustListTokensCmd() *cobra.Command {
 				ExpiresAt  time.Time `json:"expires_at"`
 			}
 			objs := []row{}
-			var rows [][]string
 			for _, op := range ops {
 				tok, err := tokenFromOperation(op)
 				if err != nil {
-					continue
-				}
-				expires := "never"
-				if !tok.ExpiresAt.IsZero() {
-					expires = tok.ExpiresAt.UTC().Format("2006/01/02 15:04 MST")
+					continue // not a certificate add token
 				}
 				objs = append(objs, row{ClientName: tok.ClientName, Token: tok.Encode(), ExpiresAt: tok.ExpiresAt})
-				rows = append(rows, []string{tok.ClientName, tok.Encode(), expires})
+			}
+			slices.SortFunc(objs, func(a, b row) int {
+				return cmp.Or(strings.Compare(a.ClientName, b.ClientName), a.ExpiresAt.Compare(b.ExpiresAt), strings.Compare(a.Token, b.Token))
+			})
+			var rows [][]string
+			for _, o := range objs {
+				expires := "never"
+				if !o.ExpiresAt.IsZero() {
+					expires = o.ExpiresAt.UTC().Format(dateLayout)
+				}
+				rows = append(rows, []string{o.ClientName, o.Token, expires})
 			}
 			return renderList(e.stdout, format, []string{"NAME", "TOKEN", "EXPIRES AT"}, rows, objs)
 		},

@@ -1,0 +1,122 @@
+package command
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func newTestEnv(stdin string, vars map[string]string) (*env, *bytes.Buffer, *bytes.Buffer) {
+	var out, errOut bytes.Buffer
+	in := strings.NewReader(stdin)
+	return &env{stdin: in, in: bufio.NewReader(in), stdout: &out, stderr: &errOut,
+		getenv: func(k string) string { return vars[k] }}, &out, &errOut
+}
+
+func TestPrompt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, stdin string
+		want        []string
+	}{
+		{name: "ok/one line", stdin: "y\n", want: []string{"y"}},
+		{name: "ok/no final newline", stdin: "token", want: []string{"token"}},
+		{name: "ok/spaces and CRLF", stdin: "  yes \r\n", want: []string{"yes"}},
+		{name: "ok/two prompts read two lines", stdin: "y\nTOKEN\n", want: []string{"y", "TOKEN"}},
+		{name: "ok/empty input answers empty", stdin: "", want: []string{"", ""}},
+		{name: "ok/blank line", stdin: "\n", want: []string{""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, out, errOut := newTestEnv(tc.stdin, nil)
+			var got []string
+			for range tc.want {
+				a, err := e.prompt("Q? ")
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, a)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("answers (-want +got):\n%s", diff)
+			}
+			if out.Len() != 0 || errOut.String() != strings.Repeat("Q? ", len(tc.want)) {
+				t.Errorf("prompt went to stdout %q / stderr %q", out.String(), errOut.String())
+			}
+		})
+	}
+}
+
+func TestStdinIsTerminal(t *testing.T) {
+	t.Parallel()
+	e, _, _ := newTestEnv("", nil)
+	if e.stdinIsTerminal() {
+		t.Error("a strings.Reader is a terminal")
+	}
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	e.stdin = devNull // a character device, but not a terminal
+	if e.stdinIsTerminal() {
+		t.Error("/dev/null is a terminal")
+	}
+}
+
+func TestEditInEditor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		want string
+		fail bool
+	}{
+		{name: "ok/EDITOR", vars: map[string]string{"EDITOR": `sed -i -e s/old/new/`}, want: "name: new\n"},
+		{name: "ok/VISUAL wins", vars: map[string]string{"VISUAL": `sed -i -e s/old/visual/`, "EDITOR": "false"}, want: "name: visual\n"},
+		{name: "fail/editor fails", vars: map[string]string{"EDITOR": "false"}, fail: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, _, _ := newTestEnv("", tc.vars)
+			got, err := e.editInEditor(map[string]string{"name": "old"})
+			if (err != nil) != tc.fail {
+				t.Fatalf("err = %v", err)
+			}
+			if !tc.fail && string(got) != tc.want {
+				t.Errorf("edited = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigDirs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name         string
+		vars         map[string]string
+		conf, socket string
+	}{
+		{name: "ok/defaults under HOME", vars: map[string]string{"HOME": "/home/u"},
+			conf: "/home/u/.config/trustlog", socket: "/home/u/.local/share/trustlog/unix.socket"},
+		{name: "ok/TRUSTLOG_CONF and TRUSTLOG_DIR", vars: map[string]string{"HOME": "/home/u", "TRUSTLOG_CONF": "/c", "TRUSTLOG_DIR": "/d"},
+			conf: "/c", socket: filepath.Join("/d", "unix.socket")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, _, _ := newTestEnv("", tc.vars)
+			if e.confDir() != tc.conf || e.socketPath() != tc.socket {
+				t.Errorf("confDir %q socketPath %q, want %q %q", e.confDir(), e.socketPath(), tc.conf, tc.socket)
+			}
+		})
+	}
+	e, _, _ := newTestEnv("", nil)
+	if err := e.load(); err == nil {
+		t.Error("load without TRUSTLOG_CONF or HOME succeeded")
+	}
+}
