@@ -47,6 +47,7 @@ import (
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/local/daemon"
+	"github.com/trustlog/trustlog/local/internal/toolbin"
 	"github.com/trustlog/trustlog/projections"
 )
 
@@ -1539,4 +1540,162 @@ func pkiCheckFoldWhole(t *testing.T, s *pkiServer, before uint64, sha string) {
 			t.Errorf("after sequence %d: the old list is no longer in force", r.Seq)
 		}
 	}
+}
+
+// pkiIncus is the stock incus client with its own HOME and INCUS_CONF.
+type pkiIncus struct {
+	bin  string
+	env  []string
+	conf string
+}
+
+func newPKIIncus(t *testing.T) *pkiIncus {
+	t.Helper()
+	c := &pkiIncus{bin: toolbin.Incus(t), env: toolbin.IncusEnv(t)}
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "INCUS_CONF="); ok {
+			c.conf = v
+		}
+	}
+	if c.conf == "" {
+		t.Fatal("toolbin.IncusEnv set no INCUS_CONF")
+	}
+	return c
+}
+
+// install copies src into the client's configuration directory as name.
+func (c *pkiIncus) install(t *testing.T, src, name string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.conf, name), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run runs incus with no stdin at all (an empty reader), bounded in time,
+// and returns its combined output.
+func (c *pkiIncus) run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Env = c.env
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return string(out), fmt.Errorf("incus %s timed out", strings.Join(args, " "))
+	}
+	return string(out), err
+}
+
+func (c *pkiIncus) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run(t, args...)
+	if err != nil {
+		t.Fatalf("incus %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// query runs `incus query <remote>:/1.0` and decodes the server object.
+func (c *pkiIncus) query(t *testing.T, remote string) api.Server {
+	t.Helper()
+	var srv api.Server
+	out := c.must(t, "query", remote+":/1.0")
+	if err := json.Unmarshal([]byte(out), &srv); err != nil {
+		t.Fatalf("incus query: %v\n%s", err, out)
+	}
+	return srv
+}
+
+// TestIncusClientPKI drives the stock incus client (v6.22.0) against a
+// PKI-mode trustlogd serving a server certificate signed by the CA
+// (openssl, SANs 127.0.0.1 and a DNS name). With client.ca in INCUS_CONF,
+// `incus remote add` verifies the server by the CA: neither the
+// fingerprint prompt nor --accept-certificate, and no stdin. With
+// core.trust_ca_certificates=true a CA-signed incus client is trusted with
+// no token and no trust-store entry.
+func TestIncusClientPKI(t *testing.T) {
+	t.Parallel()
+	ossl := newOpenSSLCA(t, "incus-pki-ca")
+	srvCert := ossl.issue(t, "trustlog-server",
+		"subjectAltName = IP:127.0.0.1, DNS:trustlog.test\nextendedKeyUsage = serverAuth\nkeyUsage = critical, digitalSignature")
+	dir := t.TempDir()
+	for src, dst := range map[string]string{"trustlog-server.crt": "server.crt", "trustlog-server.key": "server.key", "ca.crt": "server.ca"} {
+		b := ossl.read(t, src)
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startPKI(t, dir, newPKIClock())
+	if s.d.Fingerprint() != srvCert.FP {
+		t.Fatalf("trustlogd serves %s, not the CA-signed server.crt %s", s.d.Fingerprint(), srvCert.FP)
+	}
+	url := "https://" + s.d.HTTPSAddr()
+
+	t.Run("ok/entry, client.ca, no prompt", func(t *testing.T) {
+		cli := newPKIIncus(t)
+		alice := ossl.issue(t, "incus-alice", "extendedKeyUsage = clientAuth")
+		cli.install(t, ossl.path("ca.crt"), "client.ca")
+		cli.install(t, ossl.path("incus-alice.crt"), "client.crt")
+		cli.install(t, ossl.path("incus-alice.key"), "client.key")
+		s.trust(t, alice, api.CertificatesPost{Name: "incus-alice"})
+
+		out := cli.must(t, "remote", "add", "p", url)
+		if strings.Contains(out, "Certificate fingerprint") || strings.Contains(out, "ok (y/n") || strings.Contains(out, "Trust token") {
+			t.Errorf("incus remote add prompted:\n%s", out)
+		}
+		if _, err := os.Stat(filepath.Join(cli.conf, "servercerts", "p.crt")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the server certificate was pinned (%v), not verified by client.ca", err)
+		}
+		srv := cli.query(t, "p")
+		if srv.Auth != "trusted" || srv.AuthUserMethod != "tls" || srv.AuthUserName != alice.FP {
+			t.Errorf("incus query p:/1.0: auth %q method %q name %q", srv.Auth, srv.AuthUserMethod, srv.AuthUserName)
+		}
+		if list := cli.must(t, "config", "trust", "list", "p:", "--format", "csv"); !strings.Contains(list, "incus-alice") {
+			t.Errorf("incus config trust list:\n%s", list)
+		}
+	})
+	t.Run("fail/no client.ca prompts", func(t *testing.T) {
+		// The control: without client.ca the client cannot verify the
+		// server and asks about the fingerprint; with no stdin it fails.
+		cli := newPKIIncus(t)
+		out, err := cli.run(t, "remote", "add", "p", url)
+		if err == nil || !strings.Contains(out, "Certificate fingerprint: "+srvCert.FP) {
+			t.Errorf("incus remote add without client.ca: %v\n%s", err, out)
+		}
+	})
+	t.Run("ok/trust_ca, no token", func(t *testing.T) {
+		s.setConfig(t, "core.trust_ca_certificates", "true")
+		cli := newPKIIncus(t)
+		bob := ossl.issue(t, "incus-bob", "extendedKeyUsage = clientAuth")
+		cli.install(t, ossl.path("ca.crt"), "client.ca")
+		cli.install(t, ossl.path("incus-bob.crt"), "client.crt")
+		cli.install(t, ossl.path("incus-bob.key"), "client.key")
+		before := s.lastSeq(t)
+
+		out := cli.must(t, "remote", "add", "p", url)
+		if strings.Contains(out, "Trust token") || strings.Contains(out, "Certificate fingerprint") {
+			t.Errorf("incus remote add prompted:\n%s", out)
+		}
+		srv := cli.query(t, "p")
+		if srv.Auth != "trusted" || srv.AuthUserMethod != "pki" || srv.AuthUserName != bob.FP {
+			t.Errorf("incus query p:/1.0: auth %q method %q name %q", srv.Auth, srv.AuthUserMethod, srv.AuthUserName)
+		}
+		if after := s.lastSeq(t); after != before {
+			t.Errorf("a CA-trusted client was recorded: %v", s.types(t, before+1))
+		}
+		if rep := s.call(t, "GET", "/1.0/certificates/"+bob.FP, nil); rep.Code != 404 {
+			t.Errorf("the CA-trusted client has an entry: %s", rep)
+		}
+		// A self-signed incus client is still refused.
+		stranger := newPKIIncus(t)
+		stranger.install(t, ossl.path("ca.crt"), "client.ca")
+		if out, err := stranger.run(t, "remote", "add", "p", url); err == nil || !strings.Contains(out, "Trust token for p") {
+			t.Errorf("a self-signed incus client, trust_ca on: %v\n%s", err, out)
+		}
+	})
 }
