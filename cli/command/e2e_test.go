@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -18,6 +19,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
 
 	"github.com/trustlog/trustlog/cli/client"
 	"github.com/trustlog/trustlog/cli/command"
@@ -121,6 +125,17 @@ func TestRemoteAddTrustListRemove(t *testing.T) {
 	if !strings.Contains(info, "auth: trusted") || !strings.Contains(info, "auth_user_method: tls") {
 		t.Errorf("info srv:\n%s", info)
 	}
+	// info prints exactly the server object GET /1.0 returns.
+	var fromInfo, fromQuery any
+	if err := yaml.Unmarshal([]byte(info), &fromInfo); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(user.mustRun(t, "", "query", "srv:/1.0")), &fromQuery); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(viaJSON(t, fromQuery), viaJSON(t, fromInfo)); diff != "" {
+		t.Errorf("info against query /1.0 (-query +info):\n%s", diff)
+	}
 
 	// The admin sees the entry; the user's certificate fingerprint is in it.
 	csv := admin.mustRun(t, "", "config", "trust", "list", "--format", "csv")
@@ -215,6 +230,9 @@ func TestServerCertificateChanged(t *testing.T) {
 	user.mustRun(t, "", "remote", "set-url", "srv", "https://"+d.HTTPSAddr()) // port 0 picked another port
 	if info := user.mustRun(t, "", "info", "srv:"); !strings.Contains(info, "auth: trusted") {
 		t.Fatalf("after restart:\n%s", info)
+	}
+	if list := admin.mustRun(t, "", "config", "trust", "list", "-c", "n", "-f", "csv"); list != "u\n" {
+		t.Errorf("trust store after restart: %q, want the entry u", list)
 	}
 	// … but a new server certificate is refused with both fingerprints.
 	addr := d.HTTPSAddr()
@@ -334,4 +352,19 @@ func mustPinned(t *testing.T, c cliEnv) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return x
+}
+
+// viaJSON normalises a decoded document (from YAML or JSON) to what JSON
+// makes of it, so that both compare equal.
+func viaJSON(t *testing.T, v any) any {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
