@@ -3,12 +3,15 @@ package command
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/trustlog/trustlog/functions/api"
 )
 
 func newTestEnv(stdin string, vars map[string]string) (*env, *bytes.Buffer, *bytes.Buffer) {
@@ -118,5 +121,52 @@ func TestConfigDirs(t *testing.T) {
 	e, _, _ := newTestEnv("", nil)
 	if err := e.load(); err == nil {
 		t.Error("load without TRUSTLOG_CONF or HOME succeeded")
+	}
+}
+
+// TestTokenFromOperation builds the token the way incus does from a token
+// operation's metadata: base64 of compact JSON in a fixed key order.
+func TestTokenFromOperation(t *testing.T) {
+	t.Parallel()
+	op := api.Operation{Class: "token", StatusCode: 103, Metadata: map[string]any{
+		"secret":      strings.Repeat("5e", 32),
+		"fingerprint": strings.Repeat("f1", 32),
+		"addresses":   []any{"192.0.2.10:8443", "[2001:db8::10]:8443"},
+		"request":     map[string]any{"name": "laptop", "type": "client", "token": true, "projects": []any{}},
+		"expiresAt":   "2026-12-01T10:00:00.5Z",
+	}}
+	tok, err := tokenFromOperation(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantJSON := `{"client_name":"laptop","fingerprint":"` + strings.Repeat("f1", 32) +
+		`","addresses":["192.0.2.10:8443","[2001:db8::10]:8443"],"secret":"` + strings.Repeat("5e", 32) +
+		`","expires_at":"2026-12-01T10:00:00.5Z"}`
+	if got := tok.Encode(); got != base64.StdEncoding.EncodeToString([]byte(wantJSON)) {
+		raw, _ := base64.StdEncoding.DecodeString(got)
+		t.Errorf("token JSON = %s\nwant %s", raw, wantJSON)
+	}
+	back, err := api.DecodeCertificateAddToken(tok.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(tok, back); diff != "" {
+		t.Errorf("decode(encode) (-want +got):\n%s", diff)
+	}
+
+	// Without expiry the token carries Go's zero time, as upstream.
+	delete(op.Metadata, "expiresAt")
+	tok, err = tokenFromOperation(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(tok.Encode())
+	if !strings.HasSuffix(string(raw), `"expires_at":"0001-01-01T00:00:00Z"}`) {
+		t.Errorf("token without expiry = %s", raw)
+	}
+
+	delete(op.Metadata, "secret")
+	if _, err := tokenFromOperation(op); err == nil {
+		t.Error("operation without a secret made a token")
 	}
 }

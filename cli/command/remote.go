@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,13 +29,23 @@ func (e *env) remoteCmd() *cobra.Command {
 
 // NormalizeAddr turns what a user typed into a remote address:
 // "https://host:port" (port 8443 by default, IPv6 in brackets) or
-// "unix:///path".
+// "unix:///absolute/path" (for "unix:path", "unix://path" or a path).
 func NormalizeAddr(s string) (string, error) {
-	if path, ok := strings.CutPrefix(s, "unix:"); ok {
-		return "unix://" + strings.TrimPrefix(path, "//"), nil
+	path, isUnix := strings.CutPrefix(s, "unix:")
+	if isUnix {
+		path = strings.TrimPrefix(path, "//")
+	} else if strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../") {
+		path, isUnix = s, true
 	}
-	if strings.HasPrefix(s, "/") {
-		return "unix://" + s, nil
+	if isUnix {
+		if path == "" {
+			return "", fmt.Errorf("Invalid URL %q: no socket path", s)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", err
+		}
+		return "unix://" + abs, nil
 	}
 	if ip := net.ParseIP(s); ip != nil && strings.Contains(s, ":") {
 		s = "[" + s + "]" // a bare IPv6 address

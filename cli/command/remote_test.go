@@ -16,6 +16,10 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 func TestNormalizeAddr(t *testing.T) {
 	t.Parallel()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, in, want string
 		fail           bool
@@ -27,8 +31,17 @@ func TestNormalizeAddr(t *testing.T) {
 		{name: "ok/ipv6 brackets port", in: "[2001:db8::1]:9443", want: "https://[2001:db8::1]:9443"},
 		{name: "ok/unix scheme", in: "unix:///run/t.socket", want: "unix:///run/t.socket"},
 		{name: "ok/unix path", in: "/run/t.socket", want: "unix:///run/t.socket"},
+		{name: "ok/host and port", in: "trust.example.com:443", want: "https://trust.example.com:443"},
+		{name: "ok/url with ipv6", in: "https://[2001:db8::1]", want: "https://[2001:db8::1]:8443"},
+		{name: "ok/url path dropped", in: "https://example.com:9443/", want: "https://example.com:9443"},
+		{name: "ok/unix relative", in: "unix:run/t.socket", want: "unix://" + filepath.Join(wd, "run/t.socket")},
+		{name: "ok/unix double slash", in: "unix://" + "/run/t.socket", want: "unix:///run/t.socket"},
+		{name: "ok/dot path", in: "./t.socket", want: "unix://" + filepath.Join(wd, "t.socket")},
 		{name: "fail/http", in: "http://example.com", fail: true},
+		{name: "fail/other scheme", in: "ftp://example.com", fail: true},
 		{name: "fail/no host", in: "https://", fail: true},
+		{name: "fail/no socket path", in: "unix:", fail: true},
+		{name: "fail/bad port", in: "example.com:port", fail: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
