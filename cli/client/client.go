@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/trustlog/trustlog/functions/api"
@@ -38,16 +39,36 @@ type CertMismatchError struct {
 	Remote    string
 	Pinned    string
 	Presented string
+	// PinPath is the file holding the pin, if known.
+	PinPath string
+}
+
+// Error implements error; the text says how to recover.
+func (e *CertMismatchError) Error() string {
+	pin := e.PinPath
+	if pin == "" {
+		pin = "servercerts/" + e.Remote + ".crt"
+	}
+	return fmt.Sprintf("The server certificate of remote %q has changed: pinned fingerprint %s, presented %s. "+
+		"If the change is expected (the server was reinstalled or its certificate replaced), check the new fingerprint with "+
+		"the server's administrator, then run `trustlog remote remove %s` and `trustlog remote add %s <url>` again "+
+		"(or replace %s with the new certificate). Otherwise the connection may be intercepted.",
+		e.Remote, e.Pinned, e.Presented, e.Remote, e.Remote, pin)
+}
+
+// DaemonDownError reports a unix socket nobody listens on.
+type DaemonDownError struct {
+	Socket string
+	Err    error
 }
 
 // Error implements error.
-func (e *CertMismatchError) Error() string {
-	return fmt.Sprintf("the server certificate of remote %q has changed: pinned fingerprint %s, presented %s. "+
-		"If the change is expected (the server was reinstalled or its certificate replaced), check the new fingerprint with "+
-		"the server's administrator, then run `trustlog remote remove %s` and `trustlog remote add %s <url>` again "+
-		"(or replace servercerts/%s.crt). Otherwise the connection may be intercepted.",
-		e.Remote, e.Pinned, e.Presented, e.Remote, e.Remote, e.Remote)
+func (e *DaemonDownError) Error() string {
+	return fmt.Sprintf("The trustlog daemon doesn't appear to be started (socket path: %s)", e.Socket)
 }
+
+// Unwrap returns the dial error.
+func (e *DaemonDownError) Unwrap() error { return e.Err }
 
 // Options configure a Client.
 type Options struct {
@@ -55,6 +76,8 @@ type Options struct {
 	Addr string
 	// Remote names the remote in error messages.
 	Remote string
+	// PinPath is the file of the pinned certificate, for error messages.
+	PinPath string
 	// Certificate is the client certificate; nil sends none.
 	Certificate *tls.Certificate
 	// Pinned is the server certificate to accept (exact match), or nil.
@@ -69,8 +92,9 @@ type Options struct {
 
 // Client is a connection to one server. It is safe for concurrent use.
 type Client struct {
-	http *http.Client
-	base string
+	http   *http.Client
+	base   string
+	socket string // the unix socket, or ""
 }
 
 // Fingerprint returns the lowercase hex SHA-256 of a certificate.
@@ -101,7 +125,7 @@ func TLSConfig(o Options) *tls.Config {
 			}
 			if !bytes.Equal(raw[0], pinned.Raw) {
 				sum := sha256.Sum256(raw[0])
-				return &CertMismatchError{Remote: o.Remote, Pinned: Fingerprint(pinned), Presented: hex.EncodeToString(sum[:])}
+				return &CertMismatchError{Remote: o.Remote, Pinned: Fingerprint(pinned), Presented: hex.EncodeToString(sum[:]), PinPath: o.PinPath}
 			}
 			if now := time.Now(); now.After(pinned.NotAfter) || now.Before(pinned.NotBefore) {
 				return fmt.Errorf("the pinned server certificate of remote %q is not valid now (valid %s to %s)", o.Remote, pinned.NotBefore, pinned.NotAfter)
@@ -120,7 +144,8 @@ func New(o Options) (*Client, error) {
 	}
 	tr := &http.Transport{TLSClientConfig: TLSConfig(o), ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
 	base := strings.TrimSuffix(o.Addr, "/")
-	if path, ok := strings.CutPrefix(o.Addr, "unix://"); ok {
+	path, unix := strings.CutPrefix(o.Addr, "unix://")
+	if unix {
 		tr = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
@@ -129,7 +154,11 @@ func New(o Options) (*Client, error) {
 	} else if !strings.HasPrefix(o.Addr, "https://") {
 		return nil, fmt.Errorf("invalid remote address %q", o.Addr)
 	}
-	return &Client{http: &http.Client{Transport: tr, Timeout: timeout}, base: base}, nil
+	c := &Client{http: &http.Client{Transport: tr, Timeout: timeout}, base: base}
+	if unix {
+		c.socket = path
+	}
+	return c, nil
 }
 
 // Response is a decoded success reply.
@@ -143,7 +172,8 @@ type Response struct {
 
 // Do sends a request with an optional JSON body and If-Match ETag. Error
 // replies become *Error; a pinned-certificate mismatch is a
-// *CertMismatchError (use errors.As).
+// *CertMismatchError; a unix socket without a daemon is a
+// *DaemonDownError (use errors.As).
 func (c *Client) Do(ctx context.Context, method, path string, body any, etag string) (*Response, error) {
 	var rd io.Reader
 	if body != nil {
@@ -169,6 +199,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, etag str
 		var mismatch *CertMismatchError
 		if errors.As(err, &mismatch) {
 			return nil, mismatch
+		}
+		if c.socket != "" && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
+			return nil, &DaemonDownError{Socket: c.socket, Err: err}
 		}
 		return nil, err
 	}

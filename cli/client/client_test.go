@@ -184,17 +184,17 @@ func TestPinnedCertificate(t *testing.T) {
 	})
 	t.Run("fail/another certificate", func(t *testing.T) {
 		t.Parallel()
-		c, _ := client.New(client.Options{Addr: srv.URL, Remote: "srv", Pinned: other.Leaf})
+		c, _ := client.New(client.Options{Addr: srv.URL, Remote: "srv", Pinned: other.Leaf, PinPath: "/conf/servercerts/srv.crt"})
 		_, err := c.Do(context.Background(), http.MethodGet, "/1.0", nil, "")
 		var mismatch *client.CertMismatchError
 		if !errors.As(err, &mismatch) {
 			t.Fatalf("err = %v, want *CertMismatchError", err)
 		}
-		want := client.CertMismatchError{Remote: "srv", Pinned: client.Fingerprint(other.Leaf), Presented: client.Fingerprint(cert.Leaf)}
+		want := client.CertMismatchError{Remote: "srv", Pinned: client.Fingerprint(other.Leaf), Presented: client.Fingerprint(cert.Leaf), PinPath: "/conf/servercerts/srv.crt"}
 		if diff := cmp.Diff(want, *mismatch); diff != "" {
 			t.Errorf("mismatch (-want +got):\n%s", diff)
 		}
-		for _, s := range []string{mismatch.Pinned, mismatch.Presented, "trustlog remote remove srv", "servercerts/srv.crt"} {
+		for _, s := range []string{mismatch.Pinned, mismatch.Presented, "trustlog remote remove srv", "replace /conf/servercerts/srv.crt"} {
 			if !strings.Contains(err.Error(), s) {
 				t.Errorf("error text lacks %q: %s", s, err)
 			}
@@ -334,6 +334,23 @@ func TestUnixSocket(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]any{"path": "/1.0/certificates?recursion=1&filter=", "tls": false}, got); diff != "" {
 		t.Errorf("request over the socket (-want +got):\n%s", diff)
+	}
+}
+
+func TestDaemonDown(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "unix.socket")
+	c, err := client.New(client.Options{Addr: "unix://" + sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Do(context.Background(), http.MethodGet, "/1.0", nil, "")
+	var down *client.DaemonDownError
+	if !errors.As(err, &down) || down.Socket != sock {
+		t.Fatalf("err = %v, want *DaemonDownError for %s", err, sock)
+	}
+	if want := "The trustlog daemon doesn't appear to be started (socket path: " + sock + ")"; err.Error() != want {
+		t.Errorf("err = %q, want %q", err, want)
 	}
 }
 

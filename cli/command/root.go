@@ -87,7 +87,7 @@ func (e *env) connect(name string) (*client.Client, error) {
 	if !ok {
 		return nil, fmt.Errorf("The remote %q doesn't exist", name)
 	}
-	opts := client.Options{Addr: r.Addr, Remote: name, InsecureTLS: e.insecureTLS()}
+	opts := client.Options{Addr: r.Addr, Remote: name, PinPath: e.conf.ServerCertPath(name), InsecureTLS: e.insecureTLS()}
 	if strings.HasPrefix(r.Addr, "unix://") {
 		return client.New(opts)
 	}
