@@ -127,3 +127,24 @@ func TestRemoteAddTokenFlag(t *testing.T) {
 		t.Error("pin kept after the trust step failed")
 	}
 }
+
+// TestRemoteAddPublic: a public remote is added and used without a client
+// certificate and without trust.
+func TestRemoteAddPublic(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, t.TempDir())
+	user := cliEnv{conf: filepath.Join(t.TempDir(), "user"), data: t.TempDir()}
+	_, errOut, err := user.run(t, "", "remote", "add", "pub", "https://"+d.HTTPSAddr(), "--public", "--accept-certificate")
+	if err != nil {
+		t.Fatalf("remote add --public: %v\n%s", err, errOut)
+	}
+	if info := user.mustRun(t, "", "info", "pub:"); !strings.Contains(info, "auth: untrusted") {
+		t.Errorf("info pub:\n%s", info)
+	}
+	if _, err := os.Stat(filepath.Join(user.conf, "client.crt")); err == nil || strings.Contains(errOut, "Generating") {
+		t.Error("a client certificate was generated for a public remote")
+	}
+	if list := user.mustRun(t, "", "remote", "list", "-f", "csv"); !strings.Contains(list, "pub,https://"+d.HTTPSAddr()+",incus,none,YES,NO,NO\n") {
+		t.Errorf("remote list:\n%s", list)
+	}
+}

@@ -350,11 +350,13 @@ func (e *env) remoteListCmd() *cobra.Command {
 			for _, n := range e.conf.Names() {
 				r, _ := e.conf.Remote(n)
 				o := row{Name: n, Addr: r.Addr, Protocol: r.Protocol, AuthType: r.AuthType, Public: r.Public, Current: n == e.conf.DefaultRemote}
-				if o.AuthType == "" && !r.Public {
-					o.AuthType = "tls"
-				}
-				if strings.HasPrefix(r.Addr, "unix://") {
+				switch {
+				case strings.HasPrefix(r.Addr, "unix://"):
 					o.AuthType = "file access"
+				case r.Public:
+					o.AuthType = "none"
+				case o.AuthType == "":
+					o.AuthType = "tls"
 				}
 				if n == config.LocalRemote {
 					o.Addr, o.Static = "unix://", true

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/trustlog/trustlog/cli/command"
+	"github.com/trustlog/trustlog/cli/config"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -82,6 +83,18 @@ func TestRemoteCommands(t *testing.T) {
 	}
 	c.mustRun(t, "", "remote", "set-default", "local")
 	c.mustRun(t, "", "remote", "remove", "s2")
+	// HTTPS remotes need a server to be added; write them as remote add
+	// would have saved them.
+	conf, err := config.Load(c.conf, "/nonexistent/unix.socket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf.Remotes["prod"] = config.Remote{Addr: "https://[2001:db8::10]:8443", Protocol: "incus", AuthType: "tls"}
+	conf.Remotes["mirror"] = config.Remote{Addr: "https://images.example.com:8443", Protocol: "incus", Public: true}
+	if err := conf.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c.mustRun(t, "", "remote", "set-url", "prod", "192.0.2.10")
 	for _, format := range []string{"table", "csv", "json", "yaml"} {
 		out := c.mustRun(t, "", "remote", "list", "--format", format)
 		golden := filepath.Join("testdata", "remote-list."+format)
