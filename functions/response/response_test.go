@@ -172,8 +172,10 @@ func TestEnvelope(t *testing.T) {
 			wantHeader: map[string]string{"X-Content-Type-Options": "nosniff"},
 		},
 		{
-			name:     "ok/error errorf",
-			write:    func(w http.ResponseWriter, r *http.Request) { response.Fail(w, r, nil, response.Errorf(412, "x %d", 7)) },
+			name: "ok/error errorf",
+			write: func(w http.ResponseWriter, r *http.Request) {
+				response.Fail(w, r, nil, response.Errorf(412, "x %d", 7))
+			},
 			wantCode: 412,
 			wantEnv: map[string]any{"type": "error", "status": "", "status_code": 0.0, "operation": "",
 				"error_code": 412.0, "error": "x 7", "metadata": nil},
