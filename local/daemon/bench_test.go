@@ -80,18 +80,18 @@ func BenchmarkGet10(b *testing.B) {
 
 	// The client runs in its own process: server-cpu-µs/op is the CPU of
 	// this process (trustlogd, or the no-op server) per request.
-	b.Run("client-process/trustlogd", func(b *testing.B) { benchClientProcess(b, fx, daemonURL) })
-	b.Run("client-process/noop", func(b *testing.B) { benchClientProcess(b, fx, noopURL) })
+	b.Run("client-process/trustlogd", func(b *testing.B) { get10ClientProcess(b, fx, daemonURL) })
+	b.Run("client-process/noop", func(b *testing.B) { get10ClientProcess(b, fx, noopURL) })
 	// The client runs here, with RunParallel: process-cpu-µs/op counts
 	// both ends of the connection.
-	b.Run("in-process/trustlogd", func(b *testing.B) { benchInProcess(b, fx, daemonURL) })
-	b.Run("in-process/noop", func(b *testing.B) { benchInProcess(b, fx, noopURL) })
+	b.Run("in-process/trustlogd", func(b *testing.B) { get10InProcess(b, fx, daemonURL) })
+	b.Run("in-process/noop", func(b *testing.B) { get10InProcess(b, fx, noopURL) })
 
 	// Without the network: the API handler behind the gate, called directly
 	// with the TLS state a connection would carry.
-	b.Run("no-network/serve-1.0", func(b *testing.B) { benchServe(b, fx, "/1.0") })
-	b.Run("no-network/serve-root", func(b *testing.B) { benchServe(b, fx, "/") })
-	auth := authn.New(daemonModel{fx.d}, nil)
+	b.Run("no-network/serve-1.0", func(b *testing.B) { get10Serve(b, fx, "/1.0") })
+	b.Run("no-network/serve-root", func(b *testing.B) { get10Serve(b, fx, "/") })
+	auth := authn.New(get10Model{fx.d}, nil)
 	req := fx.peerRequest("/1.0")
 	b.Run("no-network/authenticate", func(b *testing.B) {
 		b.ReportAllocs()
@@ -163,11 +163,11 @@ func newGet10Fixture(b *testing.B) *get10Fixture {
 	fx.d = d
 	fx.client, fx.clientX, fx.keyPEM = newGet10ClientCert(b)
 
-	heapEmpty := liveHeap()
+	heapEmpty := get10LiveHeap()
 	start := time.Now()
-	fillTrustStore(b, ctx, d, fx.clientX)
+	get10Fill(b, ctx, d, fx.clientX)
 	filled := time.Since(start)
-	heapFull := liveHeap()
+	heapFull := get10LiveHeap()
 	if got, want := d.Model().NumCertificates(), get10Trusted+1; got != want {
 		b.Fatalf("trust store holds %d certificates, want %d", got, want)
 	}
@@ -180,10 +180,10 @@ func newGet10Fixture(b *testing.B) *get10Fixture {
 	if !fx.roots.AppendCertsFromPEM(fx.rootPEM) {
 		b.Fatal("server.crt holds no certificate")
 	}
-	fx.noopURL = startNoopServer(b, fx.dir)
+	fx.noopURL = get10NoopServer(b, fx.dir)
 
 	c := fx.httpClient("check")
-	if got := authOf(b, c, "https://"+d.HTTPSAddr()+"/1.0"); got != "trusted" {
+	if got := get10AuthOf(b, c, "https://"+d.HTTPSAddr()+"/1.0"); got != "trusted" {
 		b.Fatalf("GET /1.0 says auth %q, want trusted", got)
 	}
 	if err := get10Once(c, fx.noopURL+"/1.0"); err != nil {
@@ -230,13 +230,13 @@ func (fx *get10Fixture) peerRequest(path string) *http.Request {
 	return r
 }
 
-// daemonModel is the daemon's live read model, as the API sees it.
-type daemonModel struct{ d *daemon.Daemon }
+// get10Model is the daemon's live read model, as the API sees it.
+type get10Model struct{ d *daemon.Daemon }
 
-func (m daemonModel) Snapshot() *projections.Model { return m.d.Model() }
+func (m get10Model) Snapshot() *projections.Model { return m.d.Model() }
 
-// trustedPayload is the event trusting the certificate der under name.
-func trustedPayload(name string, der []byte) events.CertificateTrusted {
+// get10Trust is the event trusting the certificate der under name.
+func get10Trust(name string, der []byte) events.CertificateTrusted {
 	sum := projections.Fingerprint(der)
 	return events.CertificateTrusted{
 		Fingerprint: hex.EncodeToString(sum[:]),
@@ -247,21 +247,21 @@ func trustedPayload(name string, der []byte) events.CertificateTrusted {
 	}
 }
 
-// fillTrustStore trusts get10Trusted filler certificates and client.
-func fillTrustStore(b *testing.B, ctx context.Context, d *daemon.Daemon, client *x509.Certificate) {
+// get10Fill trusts get10Trusted filler certificates and client.
+func get10Fill(b *testing.B, ctx context.Context, d *daemon.Daemon, client *x509.Certificate) {
 	b.Helper()
-	fillers := fillerCertificates(b, get10Trusted)
+	fillers := get10Fillers(b, get10Trusted)
 	payloads := make([]events.Payload, 0, len(fillers)+1)
 	for i, der := range fillers {
-		payloads = append(payloads, trustedPayload(fmt.Sprintf("filler-%06d", i), der))
+		payloads = append(payloads, get10Trust(fmt.Sprintf("filler-%06d", i), der))
 	}
-	payloads = append(payloads, trustedPayload("bench-client", client.Raw))
-	appendTrusted(b, ctx, d, payloads)
+	payloads = append(payloads, get10Trust("bench-client", client.Raw))
+	get10Append(b, ctx, d, payloads)
 }
 
-// appendTrusted appends payloads in atomic batches, each chained on the
+// get10Append appends payloads in atomic batches, each chained on the
 // model after the projector applied the previous one.
-func appendTrusted(b *testing.B, ctx context.Context, d *daemon.Daemon, payloads []events.Payload) {
+func get10Append(b *testing.B, ctx context.Context, d *daemon.Daemon, payloads []events.Payload) {
 	b.Helper()
 	actor := events.Actor{Name: "bench", Method: "system"}
 	for done := 0; done < len(payloads); {
@@ -293,24 +293,24 @@ func appendTrusted(b *testing.B, ctx context.Context, d *daemon.Daemon, payloads
 	}
 }
 
-// fillerCertificates returns n distinct certificates (DER) for the trust
+// get10Fillers returns n distinct certificates (DER) for the trust
 // store, cached under the user's cache directory because generating them
 // costs ≈ 0.16 ms each. They are ECDSA P-256 leaves signed by one P-256
 // issuer: the trust store only hashes the DER, and a P-384 issuer would make
 // generation six times slower (x509.CreateCertificate also verifies the
 // signature it made). No private key is kept.
-func fillerCertificates(b *testing.B, n int) [][]byte {
+func get10Fillers(b *testing.B, n int) [][]byte {
 	b.Helper()
 	var path string
 	if dir, err := os.UserCacheDir(); err == nil {
 		path = filepath.Join(dir, "trustlog-bench", fmt.Sprintf("certs-%dk.pem", n/1000))
 		if raw, err := os.ReadFile(path); err == nil {
-			if ders := decodeCertificates(raw); len(ders) == n {
+			if ders := get10DecodePEM(raw); len(ders) == n {
 				return ders
 			}
 		}
 	}
-	ders, err := generateFillers(n)
+	ders, err := get10GenerateFillers(n)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -321,14 +321,14 @@ func fillerCertificates(b *testing.B, n int) [][]byte {
 	for _, der := range ders {
 		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
 	}
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := get10WriteFile(path, buf.Bytes()); err != nil {
 		b.Logf("filler certificates not cached: %v", err)
 	}
 	return ders
 }
 
-// decodeCertificates returns the DER bytes of every PEM certificate in raw.
-func decodeCertificates(raw []byte) [][]byte {
+// get10DecodePEM returns the DER bytes of every PEM certificate in raw.
+func get10DecodePEM(raw []byte) [][]byte {
 	var ders [][]byte
 	for {
 		var blk *pem.Block
@@ -342,7 +342,7 @@ func decodeCertificates(raw []byte) [][]byte {
 	}
 }
 
-func writeFileAtomic(path string, data []byte) error {
+func get10WriteFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -361,8 +361,8 @@ func writeFileAtomic(path string, data []byte) error {
 	return os.Rename(f.Name(), path)
 }
 
-// generateFillers makes n certificates on every core.
-func generateFillers(n int) ([][]byte, error) {
+// get10GenerateFillers makes n certificates on every core.
+func get10GenerateFillers(n int) ([][]byte, error) {
 	issuerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -454,10 +454,10 @@ func newGet10ClientCert(b *testing.B) (tls.Certificate, *x509.Certificate, []byt
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: x}, x, keyPEM
 }
 
-// startNoopServer serves a fixed small JSON document on 127.0.0.1 with
+// get10NoopServer serves a fixed small JSON document on 127.0.0.1 with
 // trustlogd's TLS and HTTP server settings and its server certificate, and
 // returns its base URL.
-func startNoopServer(b *testing.B, dir string) string {
+func get10NoopServer(b *testing.B, dir string) string {
 	b.Helper()
 	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
 	if err != nil {
@@ -532,9 +532,9 @@ func get10Once(c *http.Client, url string) error {
 	return nil
 }
 
-// hammer sends n GET url from conns goroutines and returns the number of
+// get10Hammer sends n GET url from conns goroutines and returns the number of
 // failed requests and the first error.
-func hammer(c *http.Client, url string, conns, n int) (int, error) {
+func get10Hammer(c *http.Client, url string, conns, n int) (int, error) {
 	var left atomic.Int64
 	left.Store(int64(n))
 	var failed atomic.Int64
@@ -555,8 +555,8 @@ func hammer(c *http.Client, url string, conns, n int) (int, error) {
 	return int(failed.Load()), first
 }
 
-// authOf returns the auth field of the /1.0 document at url.
-func authOf(b *testing.B, c *http.Client, url string) string {
+// get10AuthOf returns the auth field of the /1.0 document at url.
+func get10AuthOf(b *testing.B, c *http.Client, url string) string {
 	b.Helper()
 	resp, err := c.Get(url)
 	if err != nil {
@@ -574,16 +574,16 @@ func authOf(b *testing.B, c *http.Client, url string) string {
 	return env.Metadata.Auth
 }
 
-// liveHeap returns the bytes of heap objects reachable after a collection.
-func liveHeap() uint64 {
+// get10LiveHeap returns the bytes of heap objects reachable after a collection.
+func get10LiveHeap() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
 
-// processCPU returns the user and system CPU time of this process so far.
-func processCPU() time.Duration {
+// get10ProcessCPU returns the user and system CPU time of this process so far.
+func get10ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		panic(err)
@@ -591,15 +591,15 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// perOp returns d per operation in microseconds.
-func perOp(d time.Duration, n int) float64 {
+// get10PerOp returns d per operation in microseconds.
+func get10PerOp(d time.Duration, n int) float64 {
 	return float64(d.Nanoseconds()) / 1e3 / float64(n)
 }
 
-// benchClientProcess sends b.N requests to url from the load generator
+// get10ClientProcess sends b.N requests to url from the load generator
 // process and reports this process's CPU time (the server's) per request,
 // and the client's. Allocations are the server's too.
-func benchClientProcess(b *testing.B, fx *get10Fixture, url string) {
+func get10ClientProcess(b *testing.B, fx *get10Fixture, url string) {
 	lg := fx.loadgen(b, url)
 	// Outside the timed region: (re)opens every connection, so handshakes
 	// are not counted.
@@ -608,29 +608,29 @@ func benchClientProcess(b *testing.B, fx *get10Fixture, url string) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := get10ProcessCPU()
 	res, err := lg.run(b.N)
-	cpu := processCPU() - cpu0
+	cpu := get10ProcessCPU() - cpu0
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(perOp(cpu, b.N), "server-cpu-µs/op")
-	b.ReportMetric(perOp(res.CPU, b.N), "client-cpu-µs/op")
+	b.ReportMetric(get10PerOp(cpu, b.N), "server-cpu-µs/op")
+	b.ReportMetric(get10PerOp(res.CPU, b.N), "client-cpu-µs/op")
 }
 
-// benchInProcess sends requests to url from get10Conns goroutines of this
+// get10InProcess sends requests to url from get10Conns goroutines of this
 // process and reports the process's CPU time per request: client and
 // server together.
-func benchInProcess(b *testing.B, fx *get10Fixture, url string) {
+func get10InProcess(b *testing.B, fx *get10Fixture, url string) {
 	c := fx.httpClient(url)
-	if failed, err := hammer(c, url, get10Conns, 4*get10Conns); failed > 0 {
+	if failed, err := get10Hammer(c, url, get10Conns, 4*get10Conns); failed > 0 {
 		b.Fatal(err)
 	}
 	b.SetParallelism(max(1, get10Conns/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := get10ProcessCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := get10Once(c, url); err != nil {
@@ -639,15 +639,15 @@ func benchInProcess(b *testing.B, fx *get10Fixture, url string) {
 			}
 		}
 	})
-	cpu := processCPU() - cpu0
+	cpu := get10ProcessCPU() - cpu0
 	b.StopTimer()
-	b.ReportMetric(perOp(cpu, b.N), "process-cpu-µs/op")
+	b.ReportMetric(get10PerOp(cpu, b.N), "process-cpu-µs/op")
 }
 
-// benchServe calls the daemon's API handler for GET path as a trusted TLS
+// get10Serve calls the daemon's API handler for GET path as a trusted TLS
 // client, without a connection: routing, the gate, authentication, the
 // metrics observer and the route's handler.
-func benchServe(b *testing.B, fx *get10Fixture, path string) {
+func get10Serve(b *testing.B, fx *get10Fixture, path string) {
 	h := fx.d.Handler()
 	r := fx.peerRequest(path)
 	rec := httptest.NewRecorder()
@@ -655,7 +655,7 @@ func benchServe(b *testing.B, fx *get10Fixture, path string) {
 	if rec.Code != http.StatusOK {
 		b.Fatalf("GET %s: status %d: %s", path, rec.Code, rec.Body)
 	}
-	w := &sinkWriter{header: http.Header{}}
+	w := &get10Sink{header: http.Header{}}
 	b.ReportAllocs()
 	for b.Loop() {
 		clear(w.header)
@@ -668,22 +668,22 @@ func benchServe(b *testing.B, fx *get10Fixture, path string) {
 	b.ReportMetric(float64(w.n), "body-B")
 }
 
-// sinkWriter is a ResponseWriter that counts the body and keeps nothing.
-type sinkWriter struct {
+// get10Sink is a ResponseWriter that counts the body and keeps nothing.
+type get10Sink struct {
 	header http.Header
 	status int
 	n      int
 }
 
-func (w *sinkWriter) Header() http.Header { return w.header }
+func (w *get10Sink) Header() http.Header { return w.header }
 
-func (w *sinkWriter) WriteHeader(code int) {
+func (w *get10Sink) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
 	}
 }
 
-func (w *sinkWriter) Write(p []byte) (int, error) {
+func (w *get10Sink) Write(p []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	w.n += len(p)
 	return len(p), nil
@@ -772,7 +772,14 @@ func startLoadgen(cfgPath string) (*loadgen, error) {
 		replies.Close()
 		return nil, err
 	}
-	lg := &loadgen{cmd: cmd, stdin: stdin, enc: json.NewEncoder(stdin), dec: json.NewDecoder(bufio.NewReader(replies)), output: out, exited: make(chan struct{})}
+	lg := &loadgen{
+		cmd:    cmd,
+		stdin:  stdin,
+		enc:    json.NewEncoder(stdin),
+		dec:    json.NewDecoder(bufio.NewReader(replies)),
+		output: out,
+		exited: make(chan struct{}),
+	}
 	go func() {
 		defer close(lg.exited)
 		cmd.Wait()
@@ -824,14 +831,14 @@ func TestGet10LoadGenerator(t *testing.T) {
 	if path == "" {
 		return
 	}
-	if err := runLoadgen(path, os.Stdin, os.NewFile(3, "replies")); err != nil {
+	if err := runGet10Loadgen(path, os.Stdin, os.NewFile(3, "replies")); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// runLoadgen answers each loadgenRun read from in with a loadgenResult
+// runGet10Loadgen answers each loadgenRun read from in with a loadgenResult
 // written to out, until in ends.
-func runLoadgen(cfgPath string, in io.Reader, out io.WriteCloser) error {
+func runGet10Loadgen(cfgPath string, in io.Reader, out io.WriteCloser) error {
 	defer out.Close()
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -859,9 +866,9 @@ func runLoadgen(cfgPath string, in io.Reader, out io.WriteCloser) error {
 		} else if err != nil {
 			return err
 		}
-		cpu0 := processCPU()
-		failed, first := hammer(c, cfg.URL, cfg.Conns, run.N)
-		res := loadgenResult{CPU: processCPU() - cpu0, Failed: failed}
+		cpu0 := get10ProcessCPU()
+		failed, first := get10Hammer(c, cfg.URL, cfg.Conns, run.N)
+		res := loadgenResult{CPU: get10ProcessCPU() - cpu0, Failed: failed}
 		if first != nil {
 			res.Err = first.Error()
 		}
