@@ -1699,3 +1699,46 @@ func TestIncusClientPKI(t *testing.T) {
 		}
 	})
 }
+
+// TestCRLFileAfterCAChange: a CA change clears the CRL in force (the list
+// belongs to the old CA). When the CA whose list is in <dir>/ca.crl is put
+// back, the watcher publishes the unchanged file again, so its
+// revocations come back without a restart or a touch of the file.
+func TestCRLFileAfterCAChange(t *testing.T) {
+	t.Parallel()
+	clock := newPKIClock()
+	s := startPKI(t, t.TempDir(), clock)
+	ossl := newOpenSSLCA(t, "round-trip-ca")
+	other := newPKICA(t, "other-ca", clock.Now())
+	s.setCA(t, ossl.caPEM(t))
+	victim := ossl.issue(t, "victim", "")
+	s.trust(t, victim, api.CertificatesPost{Name: "victim"})
+	ossl.revoke(t, "victim")
+	pemCRL, der := ossl.gencrl(t)
+	s.writeCRLFile(t, pemCRL, der)
+	if v := s.view(t, s.client(t, victim)); v.Auth != "untrusted" {
+		t.Fatalf("victim after ca.crl: %+v", v)
+	}
+
+	s.setCA(t, other.PEM)
+	if _, ok := s.crl(t); ok {
+		t.Fatal("the old CA's list is in force under the new CA")
+	}
+	s.setCA(t, ossl.caPEM(t))
+	// The file is the same; only the CA in force changed back.
+	deadline := time.Now().Add(pkiPublishWait)
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		if info, ok := s.crl(t); ok && info.SHA256 == pkiSHA256(der) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ca.crl not published again within %v after its CA came back; log:\n%s", pkiPublishWait, s.log)
+		}
+		<-poll.C
+	}
+	if v := s.view(t, s.client(t, victim)); v.Auth != "untrusted" {
+		t.Errorf("victim after its CA came back: %+v", v)
+	}
+}

@@ -50,10 +50,28 @@ func (d *Daemon) syncCA(ctx context.Context) error {
 // crlWatcher publishes <dir>/ca.crl whenever its content changes, so a
 // revocation takes effect without a restart, and warns once per list when
 // the list in force passes its nextUpdate.
+//
+// It tries the file again when the CA or the list in force changes too: a
+// CA change clears the list, and putting the file's CA back must bring its
+// revocations back, though the file did not change.
 type crlWatcher struct {
 	d         *Daemon
-	lastFile  [32]byte // content last handled
+	handled   [32]byte // fileState when the file was last handled
 	warnedFor string   // SHA-256 of the list last warned about
+}
+
+// fileState identifies the file's content together with the CA and the
+// list in force.
+func fileState(raw []byte, m *projections.Model) [32]byte {
+	h := sha256.New()
+	h.Write(raw)
+	if ca := m.CA(); ca != nil {
+		h.Write([]byte("\x00ca:" + ca.Fingerprint))
+	}
+	if c := m.CRL(); c != nil {
+		h.Write([]byte("\x00crl:" + c.SHA256))
+	}
+	return [32]byte(h.Sum(nil))
 }
 
 func (w *crlWatcher) check(ctx context.Context) {
@@ -64,19 +82,24 @@ func (w *crlWatcher) check(ctx context.Context) {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		d.log.Warn("cannot read CRL file", "path", path, "err", err)
-	case sha256.Sum256(raw) != w.lastFile:
-		w.lastFile = sha256.Sum256(raw)
+	case fileState(raw, d.proj.Snapshot()) != w.handled:
 		der, err := pki.DecodeCRL(string(raw))
+		published := false
 		if err == nil {
 			_, err = d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
-				return pki.CRLEvents(m, der)
+				evs, err := pki.CRLEvents(m, der)
+				published = len(evs) > 0
+				return evs, err
 			})
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			d.log.Warn("CRL file not published", "path", path, "err", err)
-		} else {
+		case published:
 			d.log.Info("CRL file published", "path", path)
 		}
+		// After a publication the list in force is the file's.
+		w.handled = fileState(raw, d.proj.Snapshot())
 	}
 	if c := d.proj.Snapshot().CRL(); c.Stale(d.cfg.Now()) && w.warnedFor != c.SHA256 {
 		w.warnedFor = c.SHA256
