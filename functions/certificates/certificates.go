@@ -68,13 +68,15 @@ func (h *Handler) Routes() []gate.Route {
 // URL returns the API path of the entry with fingerprint fp.
 func URL(fp string) string { return "/1.0/certificates/" + fp }
 
-// ToAPI converts a trust-store entry to its wire form.
+// ToAPI converts a trust-store entry to its wire form. The result shares
+// nothing with the entry: PATCH decodes the request body into it, and the
+// read model's snapshots are immutable.
 func ToAPI(c *projections.Certificate) api.Certificate {
 	return api.Certificate{
 		Name:        c.Name,
 		Type:        c.Type,
 		Restricted:  c.Restricted,
-		Projects:    nonNil(c.Projects),
+		Projects:    append([]string{}, c.Projects...),
 		Certificate: c.PEM,
 		Description: c.Description,
 		Fingerprint: c.Fingerprint,

@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -211,6 +212,15 @@ func TestToAPI(t *testing.T) {
 	c.Restricted, c.Projects = true, []string{"a", "b"}
 	if got := certificates.ToAPI(&c); !got.Restricted || !cmp.Equal(got.Projects, []string{"a", "b"}) {
 		t.Errorf("ToAPI of a restricted entry = %+v", got)
+	}
+	// The wire form shares nothing with the entry: PATCH decodes the
+	// request body into it, and the read model must not change.
+	got := certificates.ToAPI(&c)
+	if err := json.Unmarshal([]byte(`["b","a"]`), &got.Projects); err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(c.Projects, []string{"a", "b"}) {
+		t.Errorf("decoding into ToAPI's projects changed the entry: %v", c.Projects)
 	}
 	if got := certificates.URL(c.Fingerprint); got != "/1.0/certificates/"+c.Fingerprint {
 		t.Errorf("URL = %q", got)
