@@ -20,6 +20,7 @@ import (
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/serverinfo"
+	"github.com/trustlog/trustlog/functions/service"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -537,3 +538,33 @@ func TestGolden(t *testing.T) {
 
 // adminReq is the request that trusts an unrestricted client.
 func adminReq() api.CertificatesPost { return api.CertificatesPost{} }
+
+// TestConfigValidate checks service.New refuses an incomplete Config.
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	good := service.Config{Model: s.proj, Log: s.store, Host: s.host, Source: "/trustlog/x", SealingKey: make([]byte, 32)}
+	for _, tc := range []struct {
+		name    string
+		edit    func(*service.Config)
+		wantErr string
+	}{
+		{name: "ok/complete", edit: func(*service.Config) {}},
+		{name: "fail/no model", edit: func(c *service.Config) { c.Model = nil }, wantErr: "service: Model is required"},
+		{name: "fail/no log", edit: func(c *service.Config) { c.Log = nil }, wantErr: "service: Log is required"},
+		{name: "fail/no host", edit: func(c *service.Config) { c.Host = nil }, wantErr: "service: Host is required"},
+		{name: "fail/no source", edit: func(c *service.Config) { c.Source = "" }, wantErr: "service: Source is required"},
+		{name: "fail/short key", edit: func(c *service.Config) { c.SealingKey = make([]byte, 16) }, wantErr: "service: SealingKey must be 32 bytes"},
+		{name: "fail/everything missing", edit: func(c *service.Config) { *c = service.Config{} },
+			wantErr: "service: Model is required\nservice: Log is required\nservice: Host is required\nservice: Source is required\nservice: SealingKey must be 32 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good
+			tc.edit(&cfg)
+			_, err := service.New(cfg)
+			if (err == nil) != (tc.wantErr == "") || (err != nil && err.Error() != tc.wantErr) {
+				t.Fatalf("New() error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
