@@ -252,6 +252,9 @@ func (h *Handler) add(r *http.Request, id authn.Identity, req api.CertificatesPo
 	if name == "" {
 		name = cert.Subject.CommonName
 	}
+	if name == "" && id.Method == authn.MethodUnix {
+		name = id.Name // the local user; a unix socket has no client address
+	}
 	if name == "" {
 		name = id.Address
 	}

@@ -110,6 +110,9 @@ func (h *Handler) updateErr(w http.ResponseWriter, r *http.Request, merge bool) 
 				return nil, response.Conflict("Certificate already in trust store")
 			}
 		}
+		if ev.NewFingerprint == "" && unchanged(cur, ev) {
+			return nil, nil // nothing to record
+		}
 		return []events.Payload{ev}, nil
 	})
 	return err
@@ -135,4 +138,10 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	response.EmptySync(w)
+}
+
+// unchanged reports whether an update would leave entry c as it is.
+func unchanged(c *projections.Certificate, ev events.CertificateUpdated) bool {
+	return c.Name == ev.Name && c.Restricted == ev.Restricted && slices.Equal(c.Projects, ev.Projects) &&
+		c.Description == ev.Description && c.PEM == ev.Certificate
 }
