@@ -50,50 +50,12 @@ import (
 // dmTimeout bounds each start, request, stream read and wait.
 const dmTimeout = 30 * time.Second
 
-// dmClock is the daemon's injected clock.
-type dmClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *dmClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *dmClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func newDMClock() *dmClock { return &dmClock{now: time.Now().UTC().Truncate(time.Second)} }
-
-// dmLog collects the daemon's log lines.
-type dmLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *dmLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *dmLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // dmDaemon is one trustlogd under test with an admin client on its socket.
 type dmDaemon struct {
 	d     *daemon.Daemon
 	dir   string
-	clock *dmClock
-	log   *dmLog
+	clock *testClock
+	log   *testLog
 	admin *http.Client
 }
 
@@ -111,7 +73,7 @@ func dmShortDir(t *testing.T) string {
 
 // dmStart starts trustlogd on dir with HTTPS on a free loopback port. It is
 // closed when the test ends.
-func dmStart(t *testing.T, dir string, clock *dmClock, edit ...func(*daemon.Config)) *dmDaemon {
+func dmStart(t *testing.T, dir string, clock *testClock, edit ...func(*daemon.Config)) *dmDaemon {
 	t.Helper()
 	d, logs, err := dmTryStart(dir, clock, edit...)
 	if err != nil {
@@ -129,8 +91,8 @@ func dmStart(t *testing.T, dir string, clock *dmClock, edit ...func(*daemon.Conf
 	return &dmDaemon{d: d, dir: dir, clock: clock, log: logs, admin: admin}
 }
 
-func dmTryStart(dir string, clock *dmClock, edit ...func(*daemon.Config)) (*daemon.Daemon, *dmLog, error) {
-	logs := &dmLog{}
+func dmTryStart(dir string, clock *testClock, edit ...func(*daemon.Config)) (*daemon.Daemon, *testLog, error) {
+	logs := &testLog{}
 	cfg := daemon.Config{
 		Dir:          dir,
 		HTTPSAddress: "127.0.0.1:0",
@@ -367,7 +329,7 @@ func dmFreePort(t *testing.T) string {
 // socket (0660), and that the certificate served is that one.
 func TestDaemonFiles(t *testing.T) {
 	t.Parallel()
-	clock := newDMClock()
+	clock := newTestClock()
 	td := dmStart(t, dmShortDir(t), clock)
 	now := clock.Now()
 
@@ -473,7 +435,7 @@ func TestDaemonFiles(t *testing.T) {
 // the connecting user.
 func TestDaemonUnixSocket(t *testing.T) {
 	t.Parallel()
-	td := dmStart(t, dmShortDir(t), newDMClock())
+	td := dmStart(t, dmShortDir(t), newTestClock())
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
@@ -509,7 +471,7 @@ func TestDaemonTLSVersions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			td := dmStart(t, dmShortDir(t), newDMClock(), func(c *daemon.Config) { c.InsecureTLS = tc.insecure })
+			td := dmStart(t, dmShortDir(t), newTestClock(), func(c *daemon.Config) { c.InsecureTLS = tc.insecure })
 			cfg := td.tlsConfig(t, td.cert(t, "v"), tc.version, tc.version)
 			hc := &http.Client{Timeout: dmTimeout, Transport: &http.Transport{TLSClientConfig: cfg}}
 			defer hc.CloseIdleConnections()
@@ -535,7 +497,7 @@ func TestDaemonTLSVersions(t *testing.T) {
 // come back from the stream and the files, and nothing is appended twice.
 func TestDaemonRestart(t *testing.T) {
 	t.Parallel()
-	dir, clock := dmShortDir(t), newDMClock()
+	dir, clock := dmShortDir(t), newTestClock()
 	td := dmStart(t, dir, clock)
 	admin, restricted := td.cert(t, "admin"), td.cert(t, "restricted")
 	td.trust(t, admin, api.CertificatesPost{Name: "admin"})
@@ -597,7 +559,7 @@ func TestDaemonRestart(t *testing.T) {
 // address that cannot be bound leaves the listener where it was.
 func TestDaemonRebind(t *testing.T) {
 	t.Parallel()
-	td := dmStart(t, dmShortDir(t), newDMClock())
+	td := dmStart(t, dmShortDir(t), newTestClock())
 	admin := td.cert(t, "admin")
 	td.trust(t, admin, api.CertificatesPost{})
 	old := td.d.HTTPSAddr()
@@ -656,7 +618,7 @@ func TestDaemonRebind(t *testing.T) {
 // exactly once, the other attempt getting 409.
 func TestDaemonConcurrentAdds(t *testing.T) {
 	t.Parallel()
-	td := dmStart(t, dmShortDir(t), newDMClock())
+	td := dmStart(t, dmShortDir(t), newTestClock())
 	admin := td.cert(t, "admin")
 	td.trust(t, admin, api.CertificatesPost{})
 	tlsURL, unixURL := "https://"+td.d.HTTPSAddr()+"/1.0/certificates", "http://unix.socket/1.0/certificates"
@@ -709,7 +671,7 @@ func TestDaemonConcurrentAdds(t *testing.T) {
 // certificate's dates: it stops being trusted, without any event.
 func TestDaemonValidityClock(t *testing.T) {
 	t.Parallel()
-	clock := newDMClock()
+	clock := newTestClock()
 	td := dmStart(t, dmShortDir(t), clock)
 	now := clock.Now()
 	c := newDMCert(t, "dated", now.Add(-time.Hour), now.Add(time.Hour))
@@ -744,7 +706,7 @@ func TestDaemonValidityClock(t *testing.T) {
 // connection is open: the very next request on it is untrusted.
 func TestDaemonRemovalIsImmediate(t *testing.T) {
 	t.Parallel()
-	td := dmStart(t, dmShortDir(t), newDMClock())
+	td := dmStart(t, dmShortDir(t), newTestClock())
 	c := td.cert(t, "gone")
 	td.trust(t, c, api.CertificatesPost{})
 	hc := td.client(t, c)
@@ -782,7 +744,7 @@ func TestDaemonConfig(t *testing.T) {
 	}
 	t.Run("fail/bad https address", func(t *testing.T) {
 		t.Parallel()
-		d, logs, err := dmTryStart(dmShortDir(t), newDMClock(), func(c *daemon.Config) { c.HTTPSAddress = "not a host:x" })
+		d, logs, err := dmTryStart(dmShortDir(t), newTestClock(), func(c *daemon.Config) { c.HTTPSAddress = "not a host:x" })
 		if err == nil {
 			d.Close()
 			t.Fatal("started with a bad --https-address")

@@ -37,7 +37,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -68,47 +67,11 @@ const (
 	typeCRLRevocations = "trustlog.pki.crl.revocations.v1"
 )
 
-// pkiClock is a settable clock, safe for concurrent use.
-type pkiClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
 // newPKIClock starts a minute ahead of the real clock, so that
 // certificates openssl makes during the test (valid from the real now) are
 // already valid on it.
-func newPKIClock() *pkiClock {
-	return &pkiClock{now: time.Now().Add(time.Minute).UTC().Truncate(time.Second)}
-}
-
-func (c *pkiClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *pkiClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// pkiLog collects the daemon's log, safe for concurrent use.
-type pkiLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *pkiLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *pkiLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+func newPKIClock() *testClock {
+	return &testClock{now: time.Now().Add(time.Minute).UTC().Truncate(time.Second)}
 }
 
 // pkiServer is a trustlogd started for one test, with its clock, its log
@@ -116,14 +79,14 @@ func (l *pkiLog) String() string {
 type pkiServer struct {
 	d     *daemon.Daemon
 	dir   string
-	clock *pkiClock
-	log   *pkiLog
+	clock *testClock
+	log   *testLog
 	admin *http.Client
 }
 
 // startPKI starts trustlogd on dir with HTTPS on a free loopback port; it
 // is closed when the test ends.
-func startPKI(tb testing.TB, dir string, clock *pkiClock) *pkiServer {
+func startPKI(tb testing.TB, dir string, clock *testClock) *pkiServer {
 	tb.Helper()
 	s, err := tryStartPKI(tb, dir, clock)
 	if err != nil {
@@ -132,9 +95,9 @@ func startPKI(tb testing.TB, dir string, clock *pkiClock) *pkiServer {
 	return s
 }
 
-func tryStartPKI(tb testing.TB, dir string, clock *pkiClock) (*pkiServer, error) {
+func tryStartPKI(tb testing.TB, dir string, clock *testClock) (*pkiServer, error) {
 	tb.Helper()
-	logBuf := &pkiLog{}
+	logBuf := &testLog{}
 	ctx, cancel := context.WithTimeout(context.Background(), pkiTimeout)
 	defer cancel()
 	d, err := daemon.Start(ctx, daemon.Config{

@@ -88,7 +88,7 @@ func prepareRedemptions(b *testing.B, td *tokenDaemon, n int) ([]*tokenCert, [][
 // socket (one keep-alive connection): decide, seal, append one event, wait
 // for the read model, reply with the operation.
 func BenchmarkTokenIssue(b *testing.B) {
-	td := startTokenDaemon(b, b.TempDir(), newTokenClock())
+	td := startTokenDaemon(b, b.TempDir(), newTestClock())
 	body, err := json.Marshal(api.CertificatesPost{Name: "bench", Token: true})
 	if err != nil {
 		b.Fatal(err)
@@ -122,7 +122,7 @@ func BenchmarkTokenRedeem(b *testing.B) {
 			name = "conn=open"
 		}
 		b.Run(name, func(b *testing.B) {
-			td := startTokenDaemon(b, b.TempDir(), newTokenClock())
+			td := startTokenDaemon(b, b.TempDir(), newTestClock())
 			certs, bodies := prepareRedemptions(b, td, b.N)
 			url := "https://" + td.d.HTTPSAddr() + "/1.0/certificates"
 			durs := make([]time.Duration, 0, b.N)
@@ -160,7 +160,7 @@ func BenchmarkTokenRedeem(b *testing.B) {
 // connection. It reports redemptions per second and the latency each
 // client saw under that load.
 func BenchmarkTokenRedeemParallel(b *testing.B) {
-	td := startTokenDaemon(b, b.TempDir(), newTokenClock())
+	td := startTokenDaemon(b, b.TempDir(), newTestClock())
 	certs, bodies := prepareRedemptions(b, td, b.N)
 	url := "https://" + td.d.HTTPSAddr() + "/1.0/certificates"
 	durs := make([]time.Duration, b.N)

@@ -61,62 +61,23 @@ const (
 	typeTrusted  = "trustlog.certificate.trusted.v1"
 )
 
-// tokenClock is a settable clock, safe for concurrent use.
-type tokenClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTokenClock() *tokenClock { return &tokenClock{now: time.Now().UTC().Truncate(time.Second)} }
-
-func (c *tokenClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *tokenClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// tokenLogBuffer collects the daemon's log, safe for concurrent use.
-type tokenLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *tokenLogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// Bytes returns a copy of what was logged so far.
-func (l *tokenLogBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
-
 // tokenDaemon is a trustlogd started for one test, with its clock, its log
 // and an admin client on its unix socket.
 type tokenDaemon struct {
 	tb    testing.TB
 	d     *daemon.Daemon
 	dir   string
-	clock *tokenClock
-	log   *tokenLogBuffer
+	clock *testClock
+	log   *testLog
 	admin *http.Client
 }
 
 // startTokenDaemon starts trustlogd on dir with HTTPS on a free loopback
 // port. It is closed when the test ends (Close is idempotent, so a test may
 // close it earlier).
-func startTokenDaemon(tb testing.TB, dir string, clock *tokenClock) *tokenDaemon {
+func startTokenDaemon(tb testing.TB, dir string, clock *testClock) *tokenDaemon {
 	tb.Helper()
-	logBuf := &tokenLogBuffer{}
+	logBuf := &testLog{}
 	ctx, cancel := context.WithTimeout(context.Background(), tokenTimeout)
 	defer cancel()
 	d, err := daemon.Start(ctx, daemon.Config{
@@ -422,7 +383,7 @@ var lowerHex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // the token string built from it (spec §2.1).
 func TestTokenIssue(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	before := td.lastSeq()
 	tok := td.issue(api.CertificatesPost{Name: "alice", Type: "client"})
 	rep := tok.Reply
@@ -544,7 +505,7 @@ func TestTokenIssue(t *testing.T) {
 // and that none of them appends anything.
 func TestTokenIssueRefused(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	// A restricted client, trusted by the admin.
 	restricted := td.newCert("p384")
 	if rep := td.call("POST", "/1.0/certificates", api.CertificatesPost{
@@ -597,7 +558,7 @@ func TestTokenIssueRefused(t *testing.T) {
 // servers reached through NAT.
 func TestTokenAdvertisedAddresses(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	for _, bad := range []string{"a.example", "a.example:0", "a.example:99999", "bad host:1"} {
 		rep := td.call("PATCH", "/1.0", api.ServerPut{Config: map[string]string{"core.https_advertise_addresses": bad}})
 		wantError(t, "advertise "+bad, rep, 400, "")
@@ -628,7 +589,7 @@ func TestTokenAdvertisedAddresses(t *testing.T) {
 // with the grammar and sets the expiry of later tokens.
 func TestTokenExpiryConfig(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	set := func(v string) tokenReply {
 		return td.call("PATCH", "/1.0", api.ServerPut{Config: map[string]string{"core.remote_token_expiry": v}})
 	}
@@ -703,7 +664,7 @@ func TestTokenRedeem(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+			td := startTokenDaemon(t, t.TempDir(), newTestClock())
 			cert := td.newCert(tc.kind)
 			c := td.client(cert)
 			if v := td.whoami(c); v.Auth != "untrusted" {
@@ -781,7 +742,7 @@ func mergeBody(token string, extra map[string]any) map[string]any {
 // TestTokenRevoke covers DELETE /1.0/operations/{id}.
 func TestTokenRevoke(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	tok := td.issue(api.CertificatesPost{Name: "revoked"})
 
 	// Only the admin may revoke.
@@ -812,7 +773,7 @@ func TestTokenRevoke(t *testing.T) {
 // sweeper, with the injected clock.
 func TestTokenExpiry(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	ctx, cancel := context.WithTimeout(context.Background(), tokenTimeout)
 	defer cancel()
 	if rep := td.call("PATCH", "/1.0", api.ServerPut{Config: map[string]string{"core.remote_token_expiry": "5S"}}); rep.Code != 200 {
@@ -883,7 +844,7 @@ func TestTokenExpiry(t *testing.T) {
 // the envelope and appends nothing, and a good token still works after.
 func TestTokenBadTokens(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	good := td.issue(api.CertificatesPost{Name: "good"})
 	dec, err := api.DecodeCertificateAddToken(good.Token)
 	if err != nil {
@@ -935,7 +896,7 @@ func TestTokenBadTokens(t *testing.T) {
 // is checked before the token, so a refused certificate does not spend it.
 func TestTokenRedeemNeedsValidCertificate(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	tok := td.issue(api.CertificatesPost{Name: "kept"})
 	now := td.clock.Now()
 	for _, tc := range []struct {
@@ -966,7 +927,7 @@ func TestTokenRedeemNeedsValidCertificate(t *testing.T) {
 // redeem one token at the same moment. Run it with -race.
 func TestTokenRedeemedExactlyOnce(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	tok := td.issue(api.CertificatesPost{Name: "race", Restricted: true, Projects: []string{"p"}})
 	const n = 32
 	certs := make([]*tokenCert, n)
@@ -1061,7 +1022,7 @@ func TestTokenRedeemedExactlyOnce(t *testing.T) {
 // and the operations API) may show the secret.
 func TestTokenNoSecretInClear(t *testing.T) {
 	t.Parallel()
-	td := startTokenDaemon(t, t.TempDir(), newTokenClock())
+	td := startTokenDaemon(t, t.TempDir(), newTestClock())
 	ctx, cancel := context.WithTimeout(context.Background(), tokenTimeout)
 	defer cancel()
 	var bodies bytes.Buffer // every response body but the admin's views of tokens
@@ -1217,7 +1178,7 @@ func TestTokenNoSecretInClear(t *testing.T) {
 func TestTokenSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	clock := newTokenClock()
+	clock := newTestClock()
 	td := startTokenDaemon(t, dir, clock)
 	tok := td.issue(api.CertificatesPost{Name: "persistent", Restricted: true, Projects: []string{"p"}})
 	revoked := td.issue(api.CertificatesPost{Name: "revoked"})
