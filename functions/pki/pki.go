@@ -5,7 +5,6 @@
 package pki
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -314,14 +313,4 @@ func Check(m *projections.Model, c *x509.Certificate) error {
 		return ErrUntrusted
 	}
 	return nil
-}
-
-// SameCRL reports whether der is the list in force.
-func SameCRL(m *projections.Model, der []byte) bool {
-	c := m.CRL()
-	if c == nil {
-		return false
-	}
-	sum := sha256.Sum256(der)
-	return bytes.Equal([]byte(c.SHA256), []byte(hex.EncodeToString(sum[:])))
 }

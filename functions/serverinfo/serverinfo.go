@@ -16,6 +16,7 @@ import (
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/functions/response"
 	"github.com/trustlog/trustlog/projections"
 )
@@ -33,7 +34,7 @@ var Extensions = []string{
 	"certificate_description",
 	"auth_user",
 	"explicit_trust_token",
-	"trustlog_pki",
+	pki.Extension,
 }
 
 // Host is what the serving host knows about itself. Implementations must be

@@ -1,8 +1,6 @@
 package tokens
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"net/http"
 
 	"github.com/trustlog/trustlog/events"
@@ -110,10 +108,6 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	response.EmptySync(w)
-}
-
-func encodePEM(c *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
 func nonNil(s []string) []string {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/api"
+	"github.com/trustlog/trustlog/functions/certificates"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
 	"github.com/trustlog/trustlog/functions/pki"
@@ -164,7 +165,7 @@ func (h *Handler) Redeem(ctx context.Context, actor events.Actor, token string, 
 	sum := sha256.Sum256([]byte(tok.Secret))
 	certSum := projections.Fingerprint(cert.Raw)
 	fp := hex.EncodeToString(certSum[:])
-	pemText := string(encodePEM(cert))
+	pemText := certificates.EncodePEM(cert)
 	expired := false
 	_, err = h.cfg.Committer.Do(ctx, actor, func(m *projections.Model) ([]events.Payload, error) {
 		expired = false
