@@ -8,6 +8,11 @@ tool (
 )
 
 require (
+	github.com/lxc/incus/v6 v6.22.0
+	github.com/zitadel/oidc/v3 v3.45.4
+)
+
+require (
 	github.com/AdaLogics/go-fuzz-headers v0.0.0-20240806141605-e8a1dd7889d6 // indirect
 	github.com/adhocore/gronx v1.19.6 // indirect
 	github.com/apex/log v1.9.0 // indirect
@@ -40,7 +45,6 @@ require (
 	github.com/klauspost/pgzip v1.2.6 // indirect
 	github.com/kr/fs v0.1.0 // indirect
 	github.com/lxc/incus-os/incus-osd v0.0.0-20260226232910-49577f11d95c // indirect
-	github.com/lxc/incus/v6 v6.22.0 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/mattn/go-runewidth v0.0.20 // indirect
@@ -69,7 +73,6 @@ require (
 	github.com/urfave/cli v1.22.17 // indirect
 	github.com/vbatts/go-mtree v0.7.0 // indirect
 	github.com/zitadel/logging v0.7.0 // indirect
-	github.com/zitadel/oidc/v3 v3.45.4 // indirect
 	github.com/zitadel/schema v1.3.2 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.40.0 // indirect

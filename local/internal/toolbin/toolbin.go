@@ -27,6 +27,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -259,6 +260,23 @@ func (b builder) stamp() (string, error) {
 		}
 		fmt.Fprintf(h, "%s %d\n", name, len(data))
 		h.Write(data)
+	}
+	// The module's own packages (a tool written here) are part of the build.
+	err := filepath.WalkDir(b.modDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(b.modDir, path)
+		fmt.Fprintf(h, "%s %d\n", filepath.ToSlash(rel), len(data))
+		h.Write(data)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("tool module: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil)) + "\n", nil
 }
