@@ -135,6 +135,29 @@ var goldenPayloads = []events.Payload{
 		Part:              2,
 		Revoked:           []string{"c0ffee"},
 	},
+	&events.IdentityCreated{
+		ID:         "3f1e2d4c5b6a79880f1e2d3c4b5a6978",
+		AuthMethod: events.IdentityOIDC,
+		Name:       "alice@example.com",
+		Issuer:     "https://idp.example.com/",
+		Subject:    "248289761001",
+	},
+	&events.IdentityGranted{
+		ID:       "3f1e2d4c5b6a79880f1e2d3c4b5a6978",
+		Name:     "alice@example.com",
+		Access:   events.AccessRestricted,
+		Projects: []string{"web"},
+	},
+	&events.IdentityActivated{
+		ID:          "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+		Name:        "ci-runner",
+		Fingerprint: goldenFP1,
+		Certificate: goldenPEM1,
+	},
+	&events.IdentityRemoved{
+		ID:   "3f1e2d4c5b6a79880f1e2d3c4b5a6978",
+		Name: "alice@example.com",
+	},
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

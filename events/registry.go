@@ -20,6 +20,10 @@ var registry = map[string]func() Payload{
 	CAChanged{}.EventType():          func() Payload { return &CAChanged{} },
 	CRLUpdated{}.EventType():         func() Payload { return &CRLUpdated{} },
 	CRLRevocations{}.EventType():     func() Payload { return &CRLRevocations{} },
+	IdentityCreated{}.EventType():    func() Payload { return &IdentityCreated{} },
+	IdentityGranted{}.EventType():    func() Payload { return &IdentityGranted{} },
+	IdentityActivated{}.EventType():  func() Payload { return &IdentityActivated{} },
+	IdentityRemoved{}.EventType():    func() Payload { return &IdentityRemoved{} },
 }
 
 // Types returns every event type this version of Trustlog decodes, sorted.

@@ -28,6 +28,10 @@ type TokenIssued struct {
 	Addresses []string `json:"addresses"`
 	// ExpiresAt is when the token stops working; zero means never.
 	ExpiresAt time.Time `json:"expires_at"`
+	// IdentityID, if set, makes this the token of a pending TLS identity
+	// (IdentityCreated): it activates that identity and cannot add a
+	// certificate to the trust store.
+	IdentityID string `json:"identity_id,omitempty"`
 }
 
 // EventType implements Payload.

@@ -32,6 +32,9 @@ type Builder struct {
 	configOwned bool
 	tokensOwned [256]bool
 	secretOwned bool
+
+	identitiesOwned   bool
+	identityCertOwned bool
 }
 
 // NewBuilder starts from base (Empty if nil). base is never modified.
@@ -55,6 +58,7 @@ func (b *Builder) Model() *Model {
 	b.certsOwned = [256]bool{}
 	b.tokensOwned = [256]bool{}
 	b.configOwned, b.secretOwned = false, false
+	b.identitiesOwned, b.identityCertOwned = false, false
 	return &snap
 }
 
@@ -148,7 +152,7 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 			ID: e.ID, Name: e.Name, Type: e.Type, Restricted: e.Restricted, Projects: nonNil(e.Projects),
 			Description: e.Description, SecretHash: [32]byte(sum), SealedSecret: e.SealedSecret,
 			Fingerprint: e.Fingerprint, Addresses: nonNil(e.Addresses), IssuedAt: at, ExpiresAt: e.ExpiresAt,
-			State: TokenPending,
+			State: TokenPending, IdentityID: e.IdentityID,
 		}
 		if old, ok := b.m.Token(t.ID); ok && old.Pending() {
 			delete(b.bySecret(), old.SecretHash)
@@ -194,6 +198,8 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 		b.endToken(e.ID, TokenRevoked, at, "")
 	case *events.TokenExpired:
 		b.endToken(e.ID, TokenExpired, at, "")
+	case *events.IdentityCreated, *events.IdentityGranted, *events.IdentityActivated, *events.IdentityRemoved:
+		b.applyIdentity(p, at)
 	}
 }
 
@@ -217,6 +223,12 @@ func (b *Builder) endToken(id, state string, at time.Time, by string) {
 	next.State, next.EndedAt, next.RedeemedBy = state, at, by
 	b.tokenShard(id)[id] = &next
 	delete(b.bySecret(), old.SecretHash)
+	// A pending TLS identity lives only as long as its token.
+	if state != TokenRedeemed && old.IdentityID != "" {
+		if i, ok := b.m.identities[old.IdentityID]; ok && i.Pending {
+			b.removeIdentity(old.IdentityID)
+		}
+	}
 }
 
 func (b *Builder) tokenShard(id string) map[string]*Token {

@@ -81,6 +81,9 @@ type Model struct {
 	ca         *CA
 	crl        *CRL // the complete list in force
 	crlPending *CRL // a list whose parts are still arriving
+
+	identities     map[string]*Identity // by id; few enough to copy whole
+	identityByCert map[[32]byte]string  // active TLS identities: fingerprint → id
 }
 
 // Empty is the model of an empty stream.

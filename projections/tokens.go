@@ -41,6 +41,8 @@ type Token struct {
 	EndedAt time.Time
 	// RedeemedBy is the fingerprint of the certificate the token let in.
 	RedeemedBy string
+	// IdentityID is set on the token of a pending TLS identity.
+	IdentityID string
 }
 
 // Pending reports whether the token can still be redeemed (ignoring expiry,
