@@ -144,3 +144,62 @@ type Operation struct {
 	Err         string              `json:"err"`
 	Location    string              `json:"location"`
 }
+
+// Identity is an entry of /1.0/auth/identities (LXD's identities API),
+// with Trustlog's grant model: Access and Projects say what the identity
+// may do. Groups is always empty (Trustlog has no groups).
+type Identity struct {
+	AuthenticationMethod string   `json:"authentication_method" yaml:"authentication_method"`
+	Type                 string   `json:"type" yaml:"type"`
+	ID                   string   `json:"id" yaml:"id"`
+	Name                 string   `json:"name" yaml:"name"`
+	Groups               []string `json:"groups" yaml:"groups"`
+	TLSCertificate       string   `json:"tls_certificate" yaml:"tls_certificate"`
+	// Access is the effective access: "admin", "restricted" or "none".
+	Access string `json:"access" yaml:"access"`
+	// AccessSource is "grant" (an administrator's) or "default".
+	AccessSource string   `json:"access_source" yaml:"access_source"`
+	Projects     []string `json:"projects" yaml:"projects"`
+	Issuer       string   `json:"issuer,omitempty" yaml:"issuer,omitempty"`
+	Subject      string   `json:"subject,omitempty" yaml:"subject,omitempty"`
+}
+
+// IdentityInfo is GET /1.0/auth/identities/current: the caller as the
+// server sees it, with why its access is what it is.
+type IdentityInfo struct {
+	Identity `yaml:",inline"`
+	// Method is how this request authenticated (auth_user_method).
+	Method string `json:"auth_user_method" yaml:"auth_user_method"`
+	// Recorded is false for a caller that is not a recorded identity (a
+	// certificate in the trust store, the unix socket).
+	Recorded             bool     `json:"recorded" yaml:"recorded"`
+	EffectiveGroups      []string `json:"effective_groups" yaml:"effective_groups"`
+	EffectivePermissions []any    `json:"effective_permissions" yaml:"effective_permissions"`
+	FineGrained          bool     `json:"fine_grained" yaml:"fine_grained"`
+	// Explanation lists, in order, the facts that decided access.
+	Explanation []string `json:"explanation" yaml:"explanation"`
+}
+
+// IdentityPut grants an identity access (PUT/PATCH
+// /1.0/auth/identities/{method}/{id}).
+type IdentityPut struct {
+	// Access is "admin", "restricted" (with Projects) or "none".
+	Access   string   `json:"access" yaml:"access"`
+	Projects []string `json:"projects" yaml:"projects"`
+	// Groups is accepted for LXD compatibility and must be empty.
+	Groups []string `json:"groups,omitempty" yaml:"groups,omitempty"`
+}
+
+// IdentitiesTLSPost creates a pending TLS identity (token true) or, with
+// TrustToken, activates one with the caller's certificate (LXD's
+// POST /1.0/auth/identities/tls).
+type IdentitiesTLSPost struct {
+	Name        string   `json:"name" yaml:"name"`
+	TrustToken  string   `json:"trust_token" yaml:"trust_token"`
+	Token       bool     `json:"token" yaml:"token"`
+	Certificate string   `json:"certificate" yaml:"certificate"`
+	Groups      []string `json:"groups" yaml:"groups"`
+	// Access and Projects are the initial grant (Trustlog); "" means none.
+	Access   string   `json:"access,omitempty" yaml:"access,omitempty"`
+	Projects []string `json:"projects,omitempty" yaml:"projects,omitempty"`
+}

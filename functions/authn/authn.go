@@ -30,6 +30,17 @@ const (
 	// MethodPKI is a CA-signed certificate trusted without an entry
 	// (core.trust_ca_certificates), as LXD reports it.
 	MethodPKI = "pki"
+	// MethodOIDC is a user holding an access token of the OIDC issuer.
+	MethodOIDC = "oidc"
+)
+
+// Where an identity's access comes from, for explanations.
+const (
+	// AccessFromGrant is an administrator's grant (IdentityGranted).
+	AccessFromGrant = "grant"
+	// AccessFromDefault is the default for identities without a grant
+	// (oidc.default_access for OIDC users; nothing for TLS identities).
+	AccessFromDefault = "default"
 )
 
 // Identity is the authenticated caller of one request.
@@ -56,12 +67,39 @@ type Identity struct {
 	Address string
 	// PeerCertificate is the leaf certificate the caller presented, if any.
 	PeerCertificate *x509.Certificate
+	// Bearer is set when the certificate was proven by a JWT signed with
+	// its key (Incus's JWT from a client certificate), not by TLS.
+	Bearer bool
+
+	// IdentityID is the recorded identity (OIDC user or TLS identity); ""
+	// for certificate trust, and for an OIDC user not recorded yet.
+	IdentityID string
+	// Access is an identity's effective access (events.AccessAdmin,
+	// AccessRestricted or AccessNone) and AccessSource where it comes from
+	// (AccessFromGrant, AccessFromDefault); both "" for certificate trust.
+	Access       string
+	AccessSource string
+	// Issuer, Subject, UsernameClaim and Groups describe an OIDC user: the
+	// token's iss and sub, the claim the name was taken from, and the
+	// groups claim.
+	Issuer        string
+	Subject       string
+	UsernameClaim string
+	Groups        []string
+	// Challenge is set on an untrusted identity whose request carried an
+	// Authorization header that did not authenticate while OIDC is
+	// configured: the answer is 401 with the OIDC headers, not the
+	// untrusted view.
+	Challenge bool
 }
 
 // Admin reports whether the identity has full access.
 func (id Identity) Admin() bool {
-	return id.Trusted && !id.Restricted && id.Type != events.CertificateTypeMetrics
+	return id.Trusted && !id.Restricted && id.Type != events.CertificateTypeMetrics && id.Access != events.AccessNone
 }
+
+// Ungranted reports whether a trusted identity holds no access at all.
+func (id Identity) Ungranted() bool { return id.Trusted && id.Access == events.AccessNone }
 
 // Actor returns the identity as the actor of an event.
 func (id Identity) Actor() events.Actor {
@@ -109,6 +147,30 @@ type ReadModel interface {
 	Snapshot() *projections.Model
 }
 
+// OIDCClaims is what a verified OIDC access token says about its user.
+type OIDCClaims struct {
+	Issuer  string
+	Subject string
+	// Username is taken from oidc.claim, else email, else sub;
+	// UsernameClaim names the claim used.
+	Username      string
+	UsernameClaim string
+	Groups        []string
+	Expiry        time.Time
+}
+
+// OIDC verifies OpenID Connect access tokens (package oidc implements it).
+type OIDC interface {
+	// Enabled reports whether m configures OIDC.
+	Enabled(m *projections.Model) bool
+	// Verify checks an access token under the configuration of m.
+	Verify(ctx context.Context, m *projections.Model, token string) (OIDCClaims, error)
+}
+
+// KeyOIDCDefaultAccess is the configuration key giving OIDC users without
+// a grant their access: "none" (the default, as LXD) or "admin" (as Incus).
+const KeyOIDCDefaultAccess = "oidc.default_access"
+
 // Authenticator authenticates requests against a read model. It is safe for
 // concurrent use.
 type Authenticator struct {
@@ -116,6 +178,14 @@ type Authenticator struct {
 	now   func() time.Time
 	sigs  atomic.Pointer[sigCache]
 	jwts  jwtCache
+	oidc  OIDC
+}
+
+// WithOIDC makes a accept OIDC access tokens verified by v, and returns a.
+// Call it before serving.
+func (a *Authenticator) WithOIDC(v OIDC) *Authenticator {
+	a.oidc = v
+	return a
 }
 
 // New returns an Authenticator. now is the clock (time.Now if nil).
@@ -161,11 +231,55 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 			return t
 		}
 	}
+	oidcOn := a.oidc != nil && a.oidc.Enabled(m)
 	if tok, ok := bearerToken(r); ok {
 		if t, ok := a.bearer(m, Identity{Address: id.Address}, tok, now); ok {
 			return t
 		}
+		if oidcOn {
+			if c, err := a.oidc.Verify(r.Context(), m, tok); err == nil {
+				return oidcIdentity(m, Identity{Address: id.Address}, c)
+			}
+		}
 	}
+	if oidcOn && r.Header.Get("Authorization") != "" {
+		id.Challenge = true
+	}
+	return id
+}
+
+// oidcIdentity is the identity of a verified OIDC user, with the access of
+// its recorded identity (or the default, if it is not recorded yet).
+func oidcIdentity(m *projections.Model, id Identity, c OIDCClaims) Identity {
+	id.Trusted, id.Method, id.Name = true, MethodOIDC, c.Username
+	id.Issuer, id.Subject, id.UsernameClaim, id.Groups = c.Issuer, c.Subject, c.UsernameClaim, c.Groups
+	ident, ok := m.Identity(projections.OIDCIdentityID(c.Issuer, c.Subject))
+	if ok {
+		id.IdentityID = ident.ID
+	}
+	return withGrant(m, id, ident)
+}
+
+// withGrant sets the access of an identity: its grant, else the default
+// for its method.
+func withGrant(m *projections.Model, id Identity, ident *projections.Identity) Identity {
+	access, source, projects := "", AccessFromGrant, []string(nil)
+	if ident != nil && ident.Access != "" {
+		access, projects = ident.Access, ident.Projects
+	} else {
+		source = AccessFromDefault
+		if id.Method == MethodOIDC {
+			access = m.ConfigValue(KeyOIDCDefaultAccess)
+		}
+	}
+	switch access {
+	case events.AccessAdmin:
+	case events.AccessRestricted:
+		id.Restricted, id.Projects = true, projects
+	default:
+		access = events.AccessNone
+	}
+	id.Access, id.AccessSource = access, source
 	return id
 }
 
@@ -230,7 +344,7 @@ func (a *Authenticator) bearer(m *projections.Model, id Identity, tok string, no
 		return id, false
 	}
 	cert := entry.X509()
-	id.PeerCertificate, id.Fingerprint = cert, entry.Fingerprint
+	id.PeerCertificate, id.Fingerprint, id.Bearer = cert, entry.Fingerprint, true
 	t := a.trustCert(m, id, cert, projections.Fingerprint(cert.Raw), now)
 	return t, t.Trusted
 }

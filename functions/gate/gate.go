@@ -4,6 +4,7 @@
 package gate
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -26,6 +27,10 @@ type Route struct {
 	// Metrics admits metrics certificates. Everywhere else a metrics
 	// certificate counts as untrusted.
 	Metrics bool
+	// Ungranted admits identities that authenticated but hold no access
+	// (an OIDC user nobody granted anything yet). Everywhere else they are
+	// refused.
+	Ungranted bool
 	// Handler serves the route; authn.FromContext gives it the caller.
 	Handler http.Handler
 }
@@ -50,7 +55,26 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
+	// Challenge, if set, writes the OIDC headers of a 401 (see
+	// authn.Identity.Challenge).
+	Challenge func(http.Header)
+	// Recorder, if set, records the identity of an OIDC user on their
+	// first authenticated request.
+	Recorder Recorder
 }
+
+// Recorder records identities that authenticated but are not in the read
+// model yet, and returns them with their identity id.
+type Recorder interface {
+	Record(ctx context.Context, id authn.Identity) (authn.Identity, error)
+}
+
+// errChallenge answers a request whose credentials did not authenticate
+// while OIDC is configured: the client should (re)run its login.
+var errChallenge = response.Errorf(http.StatusUnauthorized, "Authentication required: the bearer token is missing, expired or invalid")
+
+// errUngranted refuses an identity that holds no access yet.
+var errUngranted = response.Forbidden("This identity has no access yet: an administrator must grant it (trustlog auth identity grant)")
 
 // New returns a handler serving routes behind the gate. Unknown paths get a
 // 404 in the error envelope.
@@ -87,6 +111,22 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 			return
 		}
 		id := a.Authenticate(r)
+		if id.Challenge && cfg.Challenge != nil {
+			if obs != nil {
+				obs.Authenticated(id, false)
+			}
+			cfg.Challenge(w.Header())
+			response.Fail(w, r, log, errChallenge)
+			return
+		}
+		if id.Trusted && id.Method == authn.MethodOIDC && id.IdentityID == "" && cfg.Recorder != nil {
+			recorded, err := cfg.Recorder.Record(r.Context(), id)
+			if err != nil {
+				response.Fail(w, r, log, err)
+				return
+			}
+			id = recorded
+		}
 		if id.Trusted && id.Type == events.CertificateTypeMetrics && !rt.Metrics {
 			id = authn.Identity{Address: id.Address, Fingerprint: id.Fingerprint, PeerCertificate: id.PeerCertificate}
 		}
@@ -96,6 +136,10 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 		}
 		if !admitted {
 			response.Fail(w, r, log, response.ErrForbidden)
+			return
+		}
+		if id.Ungranted() && !rt.Ungranted {
+			response.Fail(w, r, log, errUngranted)
 			return
 		}
 		rt.Handler.ServeHTTP(w, r.WithContext(authn.WithIdentity(r.Context(), id)))

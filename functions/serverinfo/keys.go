@@ -3,8 +3,13 @@ package serverinfo
 import (
 	"fmt"
 	"net"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/oidc"
 
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/tokens"
@@ -24,6 +29,64 @@ var keys = map[string]func(string) error{
 	tokens.KeyAdvertise:    validateAdvertise,
 	authn.KeyTrustCA:       validateBool,
 	authn.KeyCRLFailClosed: validateBool,
+
+	oidc.KeyIssuer:         validateIssuer,
+	oidc.KeyClientID:       validateText,
+	oidc.KeyDeviceClientID: validateText,
+	oidc.KeyAudience:       validateText,
+	oidc.KeyClaim:          validateText,
+	oidc.KeyGroupsClaim:    validateText,
+	oidc.KeyScopes:         validateScopes,
+	oidc.KeyDefaultAccess: func(v string) error {
+		if v != events.AccessNone && v != events.AccessAdmin {
+			return fmt.Errorf("%q must be %q or %q", v, events.AccessNone, events.AccessAdmin)
+		}
+		return nil
+	},
+}
+
+// validateIssuer checks the form of an OIDC issuer URL; whether the
+// provider answers is checked separately, by discovery.
+func validateIssuer(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an http(s) issuer URL", v)
+	}
+	return nil
+}
+
+// validateText accepts a single token of printable, non-space characters.
+func validateText(v string) error {
+	for _, r := range v {
+		if r <= ' ' || r == 0x7f {
+			return fmt.Errorf("%q must not contain spaces or control characters", v)
+		}
+	}
+	return nil
+}
+
+// validateScopes checks a comma- or space-separated scope list, which must
+// request "openid".
+func validateScopes(v string) error {
+	scopes := oidc.SplitScopes(v)
+	if !slices.Contains(scopes, "openid") {
+		return fmt.Errorf("%q must contain the \"openid\" scope", v)
+	}
+	for _, sc := range scopes {
+		if err := validateText(sc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateTogether checks the rules that span keys, on the configuration a
+// change would produce.
+func validateTogether(next map[string]string) error {
+	if next[oidc.KeyDeviceClientID] != "" && next[oidc.KeyClientID] == "" {
+		return fmt.Errorf("%q cannot be set if %q is unset", oidc.KeyDeviceClientID, oidc.KeyClientID)
+	}
+	return nil
 }
 
 func validateBool(v string) error {

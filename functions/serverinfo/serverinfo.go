@@ -3,6 +3,7 @@
 package serverinfo
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -16,6 +17,7 @@ import (
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/oidc"
 	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/functions/response"
 	"github.com/trustlog/trustlog/projections"
@@ -34,6 +36,9 @@ var Extensions = []string{
 	"certificate_description",
 	"auth_user",
 	"explicit_trust_token",
+	"oidc",
+	"oidc_groups_claim",
+	"oidc_scopes",
 	pki.Extension,
 }
 
@@ -49,12 +54,29 @@ type Host interface {
 	ServerName() string
 }
 
+// Discoverer checks OpenID Connect issuers (package oidc implements it).
+type Discoverer interface {
+	// Discover checks that issuer answers discovery for exactly itself.
+	Discover(ctx context.Context, issuer string) error
+	// Ready reports whether the issuer configured in m is reachable, so
+	// that "oidc" is offered in auth_methods.
+	Ready(ctx context.Context, m *projections.Model) bool
+}
+
 // Handler serves the server object.
 type Handler struct {
 	model     commit.ReadModel
 	committer *commit.Committer
 	host      Host
 	log       *slog.Logger
+	oidc      Discoverer
+}
+
+// WithOIDC makes h validate oidc.issuer by discovery with d and offer
+// "oidc" in auth_methods while the configured issuer is reachable.
+func (h *Handler) WithOIDC(d Discoverer) *Handler {
+	h.oidc = d
+	return h
 }
 
 // New returns a Handler.
@@ -68,9 +90,9 @@ func New(model commit.ReadModel, c *commit.Committer, host Host, log *slog.Logge
 // Routes returns the routes of the handler.
 func (h *Handler) Routes() []gate.Route {
 	return []gate.Route{
-		{Method: "GET", Path: "/{$}", Untrusted: true, Handler: http.HandlerFunc(h.root)},
-		{Method: "GET", Path: "/1.0", Untrusted: true, Handler: http.HandlerFunc(h.get)},
-		{Method: "GET", Path: "/1.0/{$}", Untrusted: true, Handler: http.HandlerFunc(h.get)},
+		{Method: "GET", Path: "/{$}", Untrusted: true, Ungranted: true, Handler: http.HandlerFunc(h.root)},
+		{Method: "GET", Path: "/1.0", Untrusted: true, Ungranted: true, Handler: http.HandlerFunc(h.get)},
+		{Method: "GET", Path: "/1.0/{$}", Untrusted: true, Ungranted: true, Handler: http.HandlerFunc(h.get)},
 		{Method: "PUT", Path: "/1.0", Handler: http.HandlerFunc(h.put)},
 		{Method: "PATCH", Path: "/1.0", Handler: http.HandlerFunc(h.patch)},
 	}
@@ -103,6 +125,9 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		Auth:              "untrusted",
 		AuthMethods:       []string{"tls"},
 		ClientCertificate: len(authn.PeerCertificates(r)) > 0,
+	}
+	if h.oidc != nil && h.oidc.Ready(r.Context(), m) {
+		srv.AuthMethods = append(srv.AuthMethods, "oidc")
 	}
 	if id.Trusted {
 		srv.Auth = "trusted"
@@ -155,9 +180,23 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
 		response.Fail(w, r, h.log, err)
 		return
 	}
-	if err := response.CheckETag(r, h.model.Snapshot().Config()); err != nil {
+	cur := h.model.Snapshot().Config()
+	if err := response.CheckETag(r, cur); err != nil {
 		response.Fail(w, r, h.log, err)
 		return
+	}
+	// A new OIDC issuer must answer discovery before it is recorded. The
+	// check runs before the write (it may take seconds), on the value the
+	// request asks for.
+	if issuer, ok := body.Config[oidc.KeyIssuer]; ok && issuer != "" && issuer != cur[oidc.KeyIssuer] && h.oidc != nil {
+		if err := validateIssuer(issuer); err != nil {
+			response.Fail(w, r, h.log, response.BadRequest(fmt.Sprintf("Invalid config: %s: %v", oidc.KeyIssuer, err)))
+			return
+		}
+		if err := h.oidc.Discover(r.Context(), issuer); err != nil {
+			response.Fail(w, r, h.log, response.BadRequest(fmt.Sprintf("Invalid config: %s: %v", oidc.KeyIssuer, err)))
+			return
+		}
 	}
 	_, err := h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
 		return configChanges(m.Config(), body.Config, merge)
@@ -190,6 +229,9 @@ func configChanges(cur, req map[string]string, merge bool) ([]events.Payload, er
 			return nil, response.BadRequest(fmt.Sprintf("Invalid config: %v", err))
 		}
 		out = append(out, events.ConfigChanged{Key: k, Value: nv})
+	}
+	if err := validateTogether(next); err != nil {
+		return nil, response.BadRequest(fmt.Sprintf("Invalid config: %v", err))
 	}
 	return out, nil
 }

@@ -18,7 +18,9 @@ import (
 	"github.com/trustlog/trustlog/functions/certificates"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/functions/identities"
 	"github.com/trustlog/trustlog/functions/metrics"
+	"github.com/trustlog/trustlog/functions/oidc"
 	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/functions/sealing"
 	"github.com/trustlog/trustlog/functions/serverinfo"
@@ -48,6 +50,9 @@ type Config struct {
 	Random io.Reader
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
+	// OIDC verifies OpenID Connect access tokens and discovers issuers;
+	// nil means an oidc.Verifier with a default HTTP client and Now.
+	OIDC *oidc.Verifier
 }
 
 // Validate reports missing required fields.
@@ -114,20 +119,29 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	c := &commit.Committer{Model: cfg.Model, Log: cfg.Log, Now: cfg.Now, NewID: cfg.NewID, Source: cfg.Source}
-	auth := authn.New(cfg.Model, cfg.Now)
+	if cfg.OIDC == nil {
+		cfg.OIDC = oidc.New(nil, cfg.Now)
+	}
+	auth := authn.New(cfg.Model, cfg.Now).WithOIDC(cfg.OIDC)
+	ids := identities.New(cfg.Model, c, cfg.Now, cfg.Logger)
+	model := cfg.Model
 	tok := tokens.New(tokens.Config{
 		Model: cfg.Model, Committer: c, Host: cfg.Host, Box: box,
 		Now: cfg.Now, Random: cfg.Random, NewID: cfg.NewID, Log: cfg.Logger,
 	})
 	met := metrics.New(cfg.Model, cfg.Stream, cfg.Now)
 	var routes []gate.Route
-	routes = append(routes, serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).Routes()...)
+	routes = append(routes, serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).WithOIDC(cfg.OIDC).Routes()...)
+	routes = append(routes, ids.Routes()...)
 	routes = append(routes, certificates.New(cfg.Model, c, tok, cfg.Now, cfg.Logger).Routes()...)
 	routes = append(routes, tok.Routes()...)
 	routes = append(routes, pki.New(cfg.Model, c, cfg.Now, cfg.Logger).Routes()...)
 	routes = append(routes, met.Routes()...)
 	return &Service{
-		handler: gate.New(gate.Config{Authenticator: auth, Observer: met, Logger: cfg.Logger}, routes...),
-		tokens:  tok,
+		handler: gate.New(gate.Config{
+			Authenticator: auth, Observer: met, Logger: cfg.Logger, Recorder: ids,
+			Challenge: func(h http.Header) { oidc.SettingsOf(model.Snapshot()).Challenge(h) },
+		}, routes...),
+		tokens: tok,
 	}, nil
 }
