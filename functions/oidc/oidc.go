@@ -149,7 +149,13 @@ type issuer struct {
 
 type cached struct {
 	claims authn.OIDCClaims
+	// notBefore is the nbf claim less go-oidc's leeway (zero if absent):
+	// a clock set back must not find the token valid in the cache.
+	notBefore time.Time
 }
+
+// nbfLeeway is the clock skew go-oidc tolerates on nbf.
+const nbfLeeway = 5 * time.Minute
 
 // cacheSize bounds the verified-token cache.
 const cacheSize = 50_000
@@ -326,7 +332,11 @@ func (v *Verifier) Verify(ctx context.Context, m *projections.Model, raw string)
 	if s.GroupsClaim != "" {
 		c.Groups = stringsClaim(all[s.GroupsClaim])
 	}
-	v.remember(key, setKey, c)
+	var nbf time.Time
+	if n, ok := all["nbf"].(float64); ok {
+		nbf = time.Unix(int64(n), 0).Add(-nbfLeeway)
+	}
+	v.remember(key, setKey, cached{claims: c, notBefore: nbf})
 	return c, nil
 }
 
@@ -359,17 +369,17 @@ func (v *Verifier) cached(key [32]byte, setKey string, now time.Time) (authn.OID
 		return authn.OIDCClaims{}, false
 	}
 	c, ok := v.cache[key]
-	if !ok || !now.Before(c.claims.Expiry) {
+	if !ok || !now.Before(c.claims.Expiry) || now.Before(c.notBefore) {
 		return authn.OIDCClaims{}, false
 	}
 	return c.claims, true
 }
 
-func (v *Verifier) remember(key [32]byte, setKey string, c authn.OIDCClaims) {
+func (v *Verifier) remember(key [32]byte, setKey string, c cached) {
 	v.cacheMu.Lock()
 	defer v.cacheMu.Unlock()
 	if v.cacheOf != setKey || v.cache == nil || len(v.cache) >= cacheSize {
 		v.cache, v.cacheOf = map[[32]byte]cached{}, setKey
 	}
-	v.cache[key] = cached{claims: c}
+	v.cache[key] = c
 }
