@@ -351,3 +351,53 @@ func TestOIDCDefaultAccessAdmin(t *testing.T) {
 		t.Errorf("explicit none under default admin = %d, want 403", code)
 	}
 }
+
+// TestIncusClientOIDC is the OIDC interoperability check with the stock
+// incus client: `remote add --auth-type oidc` runs the device flow against
+// the real provider (BROWSER=curl approves it), the user is trusted, and a
+// grant gives access. Then a JWT made by `incus remote get-client-token`
+// from a trusted client certificate authenticates over HTTPS alone.
+func TestIncusClientOIDC(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t, oidctest.Options{})
+	s := start(t)
+	s.enableOIDC(t, p, nil)
+
+	cli := newIncus(t)
+	cli.env = append(cli.env, "BROWSER=curl")
+	cli.must(t, "remote", "add", "o", "https://"+s.d.HTTPSAddr(), "--accept-certificate", "--auth-type", "oidc")
+	var srv api.Server
+	if err := json.Unmarshal([]byte(cli.must(t, "query", "o:/1.0")), &srv); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Auth != "trusted" || srv.AuthUserMethod != "oidc" || srv.AuthUserName != "unknown" {
+		t.Fatalf("incus query o:/1.0 = auth %q method %q name %q", srv.Auth, srv.AuthUserMethod, srv.AuthUserName)
+	}
+	if out, err := cli.run(t, "config", "trust", "list", "o:"); err == nil {
+		t.Errorf("ungranted user listed the trust store:\n%s", out)
+	}
+	s.call(t, "PUT", "/1.0/auth/identities/oidc/unknown", api.IdentityPut{Access: "admin"})
+	cli.must(t, "config", "trust", "list", "o:")
+
+	// A second user: the provider now approves as test-user.
+	p.SetUser(t, "test-user")
+	second := newIncus(t)
+	second.env = append(second.env, "BROWSER=curl")
+	second.must(t, "remote", "add", "o", "https://"+s.d.HTTPSAddr(), "--accept-certificate", "--auth-type", "oidc")
+	if out := second.must(t, "info", "o:"); !strings.Contains(out, "auth_user_name: test-user") {
+		t.Errorf("incus info o: for the second user:\n%s", out)
+	}
+
+	// JWT from a client certificate (Incus's tls2jwt).
+	jwtUser := newIncus(t)
+	_, cert := newCert(t, jwtUser.conf, "client")
+	s.trust(t, cert, "jwt-user")
+	tok := strings.TrimSpace(jwtUser.must(t, "remote", "get-client-token", "1h"))
+	code, _, env := s.bearer(t, "GET", "/1.0", "Bearer "+tok, nil)
+	if srv := serverOf(t, env); code != http.StatusOK || srv.Auth != "trusted" || srv.AuthUserMethod != "tls" || srv.AuthUserName != fingerprintOf(cert) {
+		t.Errorf("GET /1.0 with the incus JWT = %d auth %q method %q name %q", code, srv.Auth, srv.AuthUserMethod, srv.AuthUserName)
+	}
+	if code, _, env := s.bearer(t, "GET", "/1.0/certificates?access_token="+tok, "", nil); code != http.StatusOK {
+		t.Errorf("?access_token= with the incus JWT = %d %q", code, env.Error)
+	}
+}
