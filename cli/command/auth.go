@@ -1,0 +1,271 @@
+package command
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/trustlog/trustlog/functions/api"
+)
+
+func (e *env) authCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "auth", Short: "Manage identities (OIDC users, TLS identities) and see who you are"}
+	identity := &cobra.Command{Use: "identity", Short: "Manage identities and their access"}
+	identity.AddCommand(e.identityListCmd(), e.identityShowCmd(), e.identityGrantCmd(), e.identityRevokeCmd(),
+		e.identityDeleteCmd(), e.identityCreateCmd())
+	cmd.AddCommand(identity, e.whoamiCmd())
+	return cmd
+}
+
+// identityArg splits "[<remote>:]<method>/<name-or-id>".
+func (e *env) identityArg(arg string) (remote, method, ref string, err error) {
+	remote = e.conf.DefaultRemote
+	if before, after, ok := strings.Cut(arg, ":"); ok && !strings.Contains(before, "/") {
+		if _, known := e.conf.Remote(before); !known {
+			return "", "", "", fmt.Errorf("The remote %q doesn't exist", before)
+		}
+		remote, arg = before, after
+	}
+	method, ref, ok := strings.Cut(arg, "/")
+	if !ok || ref == "" || (method != "oidc" && method != "tls") {
+		return "", "", "", fmt.Errorf("Invalid identity %q: expected oidc/<name-or-id> or tls/<name-or-id>", arg)
+	}
+	return remote, method, ref, nil
+}
+
+func identityPath(method, ref string) string {
+	return "/1.0/auth/identities/" + method + "/" + url.PathEscape(ref)
+}
+
+func (e *env) identityListCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "list [<remote>:]",
+		Short: "List identities and their access",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format); err != nil {
+				return err
+			}
+			c, _, err := e.remoteClient(args)
+			if err != nil {
+				return err
+			}
+			var ids []api.Identity
+			if _, err := c.Get(cmd.Context(), "/1.0/auth/identities?recursion=1", &ids); err != nil {
+				return err
+			}
+			rows := make([][]string, 0, len(ids))
+			for _, i := range ids {
+				rows = append(rows, []string{i.AuthenticationMethod, i.Name, i.ID, i.Type, accessText(i)})
+			}
+			return renderList(e.stdout, format, []string{"AUTHENTICATION METHOD", "NAME", "ID", "TYPE", "ACCESS"}, rows, ids)
+		},
+	}
+	formatFlag(cmd, &format)
+	return cmd
+}
+
+// accessText is an identity's access for a table cell.
+func accessText(i api.Identity) string {
+	s := i.Access
+	if i.Access == "restricted" {
+		s += " (" + strings.Join(i.Projects, ",") + ")"
+	}
+	if i.AccessSource == "default" {
+		s += " [default]"
+	}
+	return s
+}
+
+func (e *env) identityShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show [<remote>:]<method>/<name-or-id>",
+		Short: "Show an identity",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, method, ref, err := e.identityArg(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			var i api.Identity
+			if _, err := c.Get(cmd.Context(), identityPath(method, ref), &i); err != nil {
+				return err
+			}
+			return writeYAML(e.stdout, i)
+		},
+	}
+}
+
+// putGrant sends a grant for an identity.
+func (e *env) putGrant(cmd *cobra.Command, arg string, grant api.IdentityPut) error {
+	remote, method, ref, err := e.identityArg(arg)
+	if err != nil {
+		return err
+	}
+	c, err := e.connect(remote)
+	if err != nil {
+		return err
+	}
+	_, err = c.Do(cmd.Context(), http.MethodPut, identityPath(method, ref), grant, "")
+	return err
+}
+
+func (e *env) identityGrantCmd() *cobra.Command {
+	var projects string
+	cmd := &cobra.Command{
+		Use:   "grant [<remote>:]<method>/<name-or-id> admin|restricted",
+		Short: "Grant an identity full access, or access restricted to --projects",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			grant := api.IdentityPut{Access: args[1], Projects: []string{}}
+			switch args[1] {
+			case "admin":
+				if projects != "" {
+					return errors.New("--projects only applies to restricted access")
+				}
+			case "restricted":
+				if projects == "" {
+					return errors.New("restricted access needs --projects")
+				}
+				grant.Projects = strings.Split(projects, ",")
+			default:
+				return fmt.Errorf("Invalid access %q: admin or restricted (use `revoke` to withdraw access)", args[1])
+			}
+			return e.putGrant(cmd, args[0], grant)
+		},
+	}
+	cmd.Flags().StringVar(&projects, "projects", "", "comma-separated projects of restricted access")
+	return cmd
+}
+
+func (e *env) identityRevokeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke [<remote>:]<method>/<name-or-id>",
+		Short: "Withdraw an identity's access (it can still authenticate, and see only GET /1.0)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.putGrant(cmd, args[0], api.IdentityPut{Access: "none", Projects: []string{}})
+		},
+	}
+}
+
+func (e *env) identityDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete [<remote>:]<method>/<name-or-id>",
+		Short: "Delete an identity (an OIDC user who comes back is recorded again, without the old grant)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, method, ref, err := e.identityArg(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			_, err = c.Do(cmd.Context(), http.MethodDelete, identityPath(method, ref), nil, "")
+			return err
+		},
+	}
+}
+
+func (e *env) identityCreateCmd() *cobra.Command {
+	var access, projects string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "create [<remote>:]tls/<name>",
+		Short: "Create a pending TLS identity and print the token that activates it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			remote, method, name, err := e.identityArg(args[0])
+			if err != nil {
+				return err
+			}
+			if method != "tls" {
+				return errors.New("Only TLS identities can be created; OIDC identities are recorded when the user first logs in")
+			}
+			req := api.IdentitiesTLSPost{Name: name, Token: true, Access: access, Groups: []string{}}
+			if projects != "" {
+				req.Projects = strings.Split(projects, ",")
+			}
+			c, err := e.connect(remote)
+			if err != nil {
+				return err
+			}
+			resp, err := c.Do(cmd.Context(), http.MethodPost, "/1.0/auth/identities/tls", req, "")
+			if err != nil {
+				return err
+			}
+			var tok api.CertificateAddToken
+			if err := json.Unmarshal(resp.Metadata, &tok); err != nil {
+				return fmt.Errorf("decode token: %w", err)
+			}
+			if quiet {
+				fmt.Fprintln(e.stdout, tok.Encode())
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "TLS identity %s token:\n%s\n", name, tok.Encode())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&access, "access", "", "initial access: admin, restricted (with --projects) or none (default: none)")
+	cmd.Flags().StringVar(&projects, "projects", "", "comma-separated projects of restricted access")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the token")
+	return cmd
+}
+
+func (e *env) whoamiCmd() *cobra.Command {
+	var explain bool
+	var format string
+	cmd := &cobra.Command{
+		Use:   "whoami [<remote>:]",
+		Short: "Show who the server thinks you are, and with --explain why your access is what it is",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := e.remoteClient(args)
+			if err != nil {
+				return err
+			}
+			var info api.IdentityInfo
+			if _, err := c.Get(cmd.Context(), "/1.0/auth/identities/current", &info); err != nil {
+				return err
+			}
+			switch format {
+			case formatJSON:
+				return writeJSON(e.stdout, info)
+			case formatYAML:
+				return writeYAML(e.stdout, info)
+			case formatTable:
+			default:
+				return fmt.Errorf("Invalid format %q (table, json or yaml)", format)
+			}
+			w := e.stdout
+			fmt.Fprintf(w, "Name: %s\n", info.Name)
+			fmt.Fprintf(w, "Authentication method: %s\n", info.Method)
+			if info.Recorded {
+				fmt.Fprintf(w, "Identity: %s/%s (%s)\n", info.AuthenticationMethod, info.ID, info.Type)
+			}
+			fmt.Fprintf(w, "Access: %s\n", accessText(info.Identity))
+			if explain {
+				fmt.Fprintln(w, "Why:")
+				for _, line := range info.Explanation {
+					fmt.Fprintf(w, "  - %s\n", line)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&explain, "explain", false, "explain which trust entry, CA, CRL state or claims decided access")
+	cmd.Flags().StringVarP(&format, "format", "f", formatTable, "output format (table, json, yaml)")
+	return cmd
+}
