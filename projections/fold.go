@@ -159,6 +159,11 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 		}
 		b.tokenShard(t.ID)[t.ID] = t
 		b.bySecret()[t.SecretHash] = t.ID
+		if i, ok := b.m.identities[e.IdentityID]; ok && i.Pending && e.IdentityID != "" {
+			next := *i
+			next.TokenID = t.ID
+			b.identityMap()[i.ID] = &next
+		}
 	case *events.CAChanged:
 		b.m.crl, b.m.crlPending = nil, nil
 		if e.Certificate == "" {

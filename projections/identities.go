@@ -25,8 +25,10 @@ type Identity struct {
 	// AccessNone), or "" when none was ever made.
 	Access   string
 	Projects []string
-	// Pending is true for a TLS identity whose token is not redeemed yet.
+	// Pending is true for a TLS identity whose token is not redeemed yet;
+	// TokenID names that token.
 	Pending bool
+	TokenID string
 	// Fingerprint and PEM are the certificate of an active TLS identity.
 	Fingerprint string
 	PEM         string

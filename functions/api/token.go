@@ -17,6 +17,10 @@ type CertificateAddToken struct {
 	Addresses   []string  `json:"addresses"`
 	Secret      string    `json:"secret"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// Type is set on the token of a pending TLS identity (LXD's
+	// "Client certificate"); such a token is redeemed through
+	// POST /1.0/auth/identities/tls, not /1.0/certificates.
+	Type string `json:"type,omitempty"`
 }
 
 // Encode returns the token string.

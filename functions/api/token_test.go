@@ -80,9 +80,9 @@ func TestDecodeCertificateAddToken(t *testing.T) {
 		{name: "ok/plain", in: good.Encode(), want: good},
 		{name: "ok/surrounding-whitespace", in: "  " + good.Encode() + "\n", want: good},
 		{
-			name: "ok/lxd-type-field-ignored",
+			name: "ok/lxd-identity-type-kept",
 			in:   b64(`{"client_name":"c","fingerprint":"` + testFP + `","addresses":["h:1"],"secret":"` + testSecret + `","expires_at":"0001-01-01T00:00:00Z","type":"Client certificate"}`),
-			want: good,
+			want: func() api.CertificateAddToken { g := good; g.Type = "Client certificate"; return g }(),
 		},
 		{
 			name: "ok/keys-in-any-order",

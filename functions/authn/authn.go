@@ -295,6 +295,10 @@ func (a *Authenticator) trustCert(m *projections.Model, id Identity, leaf *x509.
 		// Server certificates (cluster members) are exempt from PKI checks.
 		return trust(id, entry, MethodCluster)
 	}
+	var ident *projections.Identity
+	if !ok {
+		ident, _ = m.IdentityByCertificate(sum)
+	}
 	if ca := m.CA(); ca != nil {
 		if !a.CASigned(ca, leaf, sum) || m.Revoked(leaf.SerialNumber) {
 			return id
@@ -302,19 +306,32 @@ func (a *Authenticator) trustCert(m *projections.Model, id Identity, leaf *x509.
 		if m.CRL().Stale(now) && configBool(m, KeyCRLFailClosed) {
 			return id
 		}
-		if ok {
+		switch {
+		case ok:
 			return trust(id, entry, MethodTLS)
-		}
-		if configBool(m, KeyTrustCA) {
+		case ident != nil:
+			return trustIdentity(m, id, ident)
+		case configBool(m, KeyTrustCA):
 			id.Trusted, id.Method, id.Name = true, MethodPKI, id.Fingerprint
 			return id
 		}
 		return id
 	}
-	if !ok {
-		return id
+	switch {
+	case ok:
+		return trust(id, entry, MethodTLS)
+	case ident != nil:
+		return trustIdentity(m, id, ident)
 	}
-	return trust(id, entry, MethodTLS)
+	return id
+}
+
+// trustIdentity is the identity of a TLS identity's certificate: trusted,
+// with the identity's grant.
+func trustIdentity(m *projections.Model, id Identity, ident *projections.Identity) Identity {
+	id.Trusted, id.Method, id.Name = true, MethodTLS, id.Fingerprint
+	id.CertificateName, id.Type, id.IdentityID = ident.Name, events.CertificateTypeClient, ident.ID
+	return withGrant(m, id, ident)
 }
 
 // bearer authenticates a JWT signed by the key of a trusted client

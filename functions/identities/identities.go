@@ -11,6 +11,7 @@ package identities
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -34,23 +35,31 @@ const (
 	TypeTLSPending = "Client certificate (pending)"
 )
 
+// Tokens issues and redeems the tokens of pending TLS identities (package
+// tokens implements it).
+type Tokens interface {
+	IssueIdentity(ctx context.Context, actor events.Actor, name, access string, projects []string) (api.CertificateAddToken, error)
+	RedeemIdentity(ctx context.Context, actor events.Actor, token string, cert *x509.Certificate) (string, error)
+}
+
 // Handler serves the identities API.
 type Handler struct {
 	model     commit.ReadModel
 	committer *commit.Committer
+	tokens    Tokens
 	now       func() time.Time
 	log       *slog.Logger
 }
 
 // New returns a Handler.
-func New(model commit.ReadModel, c *commit.Committer, now func() time.Time, log *slog.Logger) *Handler {
+func New(model commit.ReadModel, c *commit.Committer, tokens Tokens, now func() time.Time, log *slog.Logger) *Handler {
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handler{model: model, committer: c, now: now, log: log}
+	return &Handler{model: model, committer: c, tokens: tokens, now: now, log: log}
 }
 
 // Routes returns the routes of the handler.
@@ -59,6 +68,7 @@ func (h *Handler) Routes() []gate.Route {
 		{Method: "GET", Path: "/1.0/auth/identities", Handler: http.HandlerFunc(h.list)},
 		{Method: "GET", Path: "/1.0/auth/identities/current", Ungranted: true, Handler: http.HandlerFunc(h.current)},
 		{Method: "GET", Path: "/1.0/auth/identities/{method}", Handler: http.HandlerFunc(h.list)},
+		{Method: "POST", Path: "/1.0/auth/identities/tls", Untrusted: true, Handler: http.HandlerFunc(h.createTLS)},
 		{Method: "GET", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.get)},
 		{Method: "PUT", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.grant)},
 		{Method: "PATCH", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.grant)},
@@ -268,7 +278,11 @@ func (h *Handler) remove(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return []events.Payload{events.IdentityRemoved{ID: i.ID, Name: i.Name}}, nil
+		out := []events.Payload{events.IdentityRemoved{ID: i.ID, Name: i.Name}}
+		if t, ok := m.Token(i.TokenID); ok && i.Pending && t.Pending() {
+			out = append([]events.Payload{events.TokenRevoked{ID: t.ID, Name: t.Name}}, out...)
+		}
+		return out, nil
 	})
 	if err != nil {
 		response.Fail(w, r, h.log, err)

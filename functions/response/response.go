@@ -72,6 +72,12 @@ func Created(w http.ResponseWriter, location string) {
 	write(w, http.StatusCreated, api.TypeSync, "Success", 200, "", nil)
 }
 
+// CreatedWith writes a 201 sync reply with a Location header and metadata.
+func CreatedWith(w http.ResponseWriter, location string, metadata any) {
+	w.Header().Set("Location", location)
+	write(w, http.StatusCreated, api.TypeSync, "Success", 200, "", metadata)
+}
+
 // Async writes a 202 reply for a created operation.
 func Async(w http.ResponseWriter, op api.Operation) {
 	url := "/1.0/operations/" + op.ID

@@ -123,12 +123,12 @@ func New(cfg Config) (*Service, error) {
 		cfg.OIDC = oidc.New(nil, cfg.Now)
 	}
 	auth := authn.New(cfg.Model, cfg.Now).WithOIDC(cfg.OIDC)
-	ids := identities.New(cfg.Model, c, cfg.Now, cfg.Logger)
 	model := cfg.Model
 	tok := tokens.New(tokens.Config{
 		Model: cfg.Model, Committer: c, Host: cfg.Host, Box: box,
 		Now: cfg.Now, Random: cfg.Random, NewID: cfg.NewID, Log: cfg.Logger,
 	})
+	ids := identities.New(cfg.Model, c, tok, cfg.Now, cfg.Logger)
 	met := metrics.New(cfg.Model, cfg.Stream, cfg.Now)
 	var routes []gate.Route
 	routes = append(routes, serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).WithOIDC(cfg.OIDC).Routes()...)

@@ -66,6 +66,9 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	if id.Admin() {
 		recursive := r.URL.Query().Get("recursion") == "1" || r.URL.Query().Get("recursion") == "2"
 		for _, t := range h.cfg.Model.Snapshot().PendingTokens() {
+			if t.IdentityID != "" {
+				continue // an identity's token is not an operation (as LXD)
+			}
 			if recursive {
 				running = append(running, h.operation(t, true))
 			} else {
@@ -79,7 +82,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	id := authn.FromContext(r.Context())
 	t, ok := h.cfg.Model.Snapshot().Token(r.PathValue("id"))
-	if !ok || !id.Admin() {
+	if !ok || !id.Admin() || t.IdentityID != "" {
 		response.Fail(w, r, h.cfg.Log, response.NotFound("Operation not found"))
 		return
 	}
@@ -95,7 +98,7 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) {
 	}
 	_, err := h.cfg.Committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
 		t, ok := m.Token(opID)
-		if !ok {
+		if !ok || t.IdentityID != "" {
 			return nil, response.NotFound("Operation not found")
 		}
 		if !t.Pending() {

@@ -96,37 +96,18 @@ func (h *Handler) Issue(ctx context.Context, actor events.Actor, req api.Certifi
 	if req.Name == "" {
 		return api.Operation{}, response.BadRequest("Client name must not be empty")
 	}
-	var secret [32]byte
-	if _, err := io.ReadFull(h.cfg.Random, secret[:]); err != nil {
-		return api.Operation{}, fmt.Errorf("tokens: secret: %w", err)
-	}
-	secretText := hex.EncodeToString(secret[:])
-	sum := sha256.Sum256([]byte(secretText))
 	id := h.cfg.NewID()
-	sealed, err := h.cfg.Box.Seal([]byte(secretText), []byte(id))
+	sec, err := h.newSecret(id)
 	if err != nil {
 		return api.Operation{}, err
 	}
-	_, fp := h.cfg.Host.Certificate()
 	m, err := h.cfg.Committer.Do(ctx, actor, func(m *projections.Model) ([]events.Payload, error) {
-		addrs := h.addresses(m)
-		if len(addrs) == 0 {
-			return nil, response.BadRequest("Can't issue token when server isn't listening on network")
-		}
-		expiry := m.ConfigValue(KeyExpiry)
-		if expiry == "" {
-			expiry = DefaultExpiry
-		}
-		expiresAt, err := ParseExpiry(expiry, h.cfg.Now())
+		ev, err := h.issued(m, id, sec)
 		if err != nil {
 			return nil, err
 		}
-		return []events.Payload{events.TokenIssued{
-			ID: id, Name: req.Name, Type: events.CertificateTypeClient, Restricted: req.Restricted,
-			Projects: nonNil(req.Projects), Description: req.Description,
-			SecretHash: hex.EncodeToString(sum[:]), SealedSecret: sealed,
-			Fingerprint: fp, Addresses: addrs, ExpiresAt: expiresAt.UTC(),
-		}}, nil
+		ev.Name, ev.Restricted, ev.Projects, ev.Description = req.Name, req.Restricted, nonNil(req.Projects), req.Description
+		return []events.Payload{ev}, nil
 	})
 	if err != nil {
 		return api.Operation{}, err
@@ -136,6 +117,51 @@ func (h *Handler) Issue(ctx context.Context, actor events.Actor, req api.Certifi
 		return api.Operation{}, fmt.Errorf("tokens: issued token %s not in the read model", id)
 	}
 	return h.operation(t, true), nil
+}
+
+// secret is a new token secret: its text, SHA-256 and sealed form.
+type secret struct {
+	text   string
+	sum    [32]byte
+	sealed string
+}
+
+// newSecret draws a 32-byte secret for token id and seals it.
+func (h *Handler) newSecret(id string) (secret, error) {
+	var raw [32]byte
+	if _, err := io.ReadFull(h.cfg.Random, raw[:]); err != nil {
+		return secret{}, fmt.Errorf("tokens: secret: %w", err)
+	}
+	text := hex.EncodeToString(raw[:])
+	sealed, err := h.cfg.Box.Seal([]byte(text), []byte(id))
+	if err != nil {
+		return secret{}, err
+	}
+	return secret{text: text, sum: sha256.Sum256([]byte(text)), sealed: sealed}, nil
+}
+
+// issued returns the TokenIssued of a client token id with sec, decided at
+// m: the advertised addresses, the served fingerprint and the expiry of
+// core.remote_token_expiry. The caller fills in what the token grants.
+func (h *Handler) issued(m *projections.Model, id string, sec secret) (events.TokenIssued, error) {
+	addrs := h.addresses(m)
+	if len(addrs) == 0 {
+		return events.TokenIssued{}, response.BadRequest("Can't issue token when server isn't listening on network")
+	}
+	expiry := m.ConfigValue(KeyExpiry)
+	if expiry == "" {
+		expiry = DefaultExpiry
+	}
+	expiresAt, err := ParseExpiry(expiry, h.cfg.Now())
+	if err != nil {
+		return events.TokenIssued{}, err
+	}
+	_, fp := h.cfg.Host.Certificate()
+	return events.TokenIssued{
+		ID: id, Type: events.CertificateTypeClient, Projects: []string{},
+		SecretHash: hex.EncodeToString(sec.sum[:]), SealedSecret: sec.sealed,
+		Fingerprint: fp, Addresses: addrs, ExpiresAt: expiresAt.UTC(),
+	}, nil
 }
 
 // addresses returns the addresses a new token advertises.
@@ -162,24 +188,17 @@ func (h *Handler) Redeem(ctx context.Context, actor events.Actor, token string, 
 	if err != nil {
 		return "", response.ErrForbidden
 	}
-	sum := sha256.Sum256([]byte(tok.Secret))
 	certSum := projections.Fingerprint(cert.Raw)
 	fp := hex.EncodeToString(certSum[:])
 	pemText := certificates.EncodePEM(cert)
 	expired := false
 	_, err = h.cfg.Committer.Do(ctx, actor, func(m *projections.Model) ([]events.Payload, error) {
-		expired = false
-		// A certificate PKI mode could never trust does not consume a token.
-		if err := pki.Check(m, cert); err != nil {
-			return nil, err
+		t, burn, err := h.pendingFor(m, tok.Secret, cert, &expired)
+		if err != nil || burn != nil {
+			return burn, err
 		}
-		t, ok := m.PendingToken(sum)
-		if !ok || subtle.ConstantTimeCompare(t.SecretHash[:], sum[:]) != 1 {
-			return nil, response.Forbidden("No matching certificate add operation found")
-		}
-		if t.ExpiredAt(h.cfg.Now()) {
-			expired = true
-			return []events.Payload{events.TokenExpired{ID: t.ID, Name: t.Name}}, nil
+		if t.IdentityID != "" {
+			return nil, response.Forbidden("Failed during search for certificate add token operation: TLS Identity token detected (you must update your client)")
 		}
 		if _, ok := m.Certificate(certSum); ok {
 			return nil, response.Conflict("Certificate already in trust store")
@@ -199,6 +218,27 @@ func (h *Handler) Redeem(ctx context.Context, actor events.Actor, token string, 
 		return "", response.Forbidden("Token has expired")
 	}
 	return fp, nil
+}
+
+// pendingFor finds the pending token of secret for redeeming with cert.
+// It checks cert against PKI first (a certificate PKI mode could never
+// trust does not consume a token). An expired token is returned as the
+// events that burn it, with *expired set.
+func (h *Handler) pendingFor(m *projections.Model, secret string, cert *x509.Certificate, expired *bool) (*projections.Token, []events.Payload, error) {
+	*expired = false
+	if err := pki.Check(m, cert); err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256([]byte(secret))
+	t, ok := m.PendingToken(sum)
+	if !ok || subtle.ConstantTimeCompare(t.SecretHash[:], sum[:]) != 1 {
+		return nil, nil, response.Forbidden("No matching certificate add operation found")
+	}
+	if t.ExpiredAt(h.cfg.Now()) {
+		*expired = true
+		return nil, []events.Payload{events.TokenExpired{ID: t.ID, Name: t.Name}}, nil
+	}
+	return t, nil, nil
 }
 
 // Sweep expires every pending token whose expiry has passed at now, in
