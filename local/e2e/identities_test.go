@@ -134,3 +134,49 @@ func TestTLSIdentities(t *testing.T) {
 func pemString(c *x509.Certificate) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 }
+
+// TestCLIIdentitiesAndWhoami drives the trustlog CLI: an admin manages
+// identities over the local socket, and `auth whoami --explain` tells a
+// TLS client which trust entry and, in PKI mode, which CA and CRL decided
+// its access.
+func TestCLIIdentitiesAndWhoami(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	admin := t.TempDir()
+
+	out := trustlogCLI(t, s, admin, "auth", "identity", "create", "tls/ci-runner", "--access", "restricted", "--projects", "web,db", "-q")
+	tok, err := api.DecodeCertificateAddToken(strings.TrimSpace(out))
+	if err != nil || tok.Type != "Client certificate" {
+		t.Fatalf("identity create printed %q (%v)", out, err)
+	}
+	list := trustlogCLI(t, s, admin, "auth", "identity", "list", "--format", "csv")
+	if !strings.Contains(list, "tls,ci-runner,") || !strings.Contains(list, "Client certificate (pending)") || !strings.Contains(list, "restricted (web,db)") {
+		t.Errorf("identity list:\n%s", list)
+	}
+	trustlogCLI(t, s, admin, "auth", "identity", "grant", "tls/ci-runner", "admin")
+	if show := trustlogCLI(t, s, admin, "auth", "identity", "show", "tls/ci-runner"); !strings.Contains(show, "access: admin") || !strings.Contains(show, "access_source: grant") {
+		t.Errorf("identity show after grant:\n%s", show)
+	}
+	trustlogCLI(t, s, admin, "auth", "identity", "revoke", "tls/ci-runner")
+	if show := trustlogCLI(t, s, admin, "auth", "identity", "show", "tls/ci-runner"); !strings.Contains(show, "access: none") {
+		t.Errorf("identity show after revoke:\n%s", show)
+	}
+	trustlogCLI(t, s, admin, "auth", "identity", "delete", "tls/ci-runner")
+	if list := trustlogCLI(t, s, admin, "auth", "identity", "list", "--format", "csv"); strings.TrimSpace(list) != "" {
+		t.Errorf("identity list after delete:\n%s", list)
+	}
+	if who := trustlogCLI(t, s, admin, "auth", "whoami", "--explain"); !strings.Contains(who, "Authentication method: unix") || !strings.Contains(who, "local unix socket") {
+		t.Errorf("whoami on the socket:\n%s", who)
+	}
+
+	// A TLS client joins with a token and asks why it is trusted.
+	user := t.TempDir()
+	joinTok, _ := s.issue(t, api.CertificatesPost{Name: "laptop"})
+	trustlogCLI(t, s, user, "remote", "add", "s", joinTok)
+	who := trustlogCLI(t, s, user, "auth", "whoami", "s:", "--explain")
+	for _, want := range []string{"Authentication method: tls", "Access: admin", `Matches trust entry "laptop" (type client)`, "Access: full (unrestricted trusted certificate)"} {
+		if !strings.Contains(who, want) {
+			t.Errorf("whoami --explain lacks %q:\n%s", want, who)
+		}
+	}
+}

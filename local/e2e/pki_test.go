@@ -8,11 +8,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,6 +178,22 @@ func TestTrustCACertificates(t *testing.T) {
 	_, env := do(t, c, "GET", base+"/1.0", nil)
 	if authOf(t, env) != "trusted" {
 		t.Fatalf("trust_ca on: %s", env.Metadata)
+	}
+	// whoami --explain's view: trusted through the CA, no entry, no CRL yet.
+	_, env = do(t, c, "GET", base+"/1.0/auth/identities/current", nil)
+	var info api.IdentityInfo
+	_ = json.Unmarshal(env.Metadata, &info)
+	why := strings.Join(info.Explanation, "\n")
+	for _, want := range []string{"core.trust_ca_certificates is true", "PKI mode: signed by the CA " + sha256sum(ca.cert.Raw), "No CRL is loaded"} {
+		if !strings.Contains(why, want) || info.Method != "pki" {
+			t.Errorf("explanation (method %s) lacks %q:\n%s", info.Method, want, why)
+		}
+	}
+	s.call(t, "PUT", "/1.0/trustlog/pki/crl", pki.CRLPut{CRL: base64.StdEncoding.EncodeToString(ca.crlOf(t, 99))})
+	_, env = do(t, c, "GET", base+"/1.0/auth/identities/current", nil)
+	_ = json.Unmarshal(env.Metadata, &info)
+	if why := strings.Join(info.Explanation, "\n"); !strings.Contains(why, "CRL number 1 of") || !strings.Contains(why, "not revoked") {
+		t.Errorf("explanation with a CRL:\n%s", why)
 	}
 	if code, env := do(t, c, "PATCH", base+"/1.0", api.ServerPut{Config: map[string]string{"core.trust_ca_certificates": "false"}}); code != 200 {
 		t.Fatalf("pki client turns the key off: %d %+v", code, env)
