@@ -157,12 +157,17 @@ type OIDCClaims struct {
 	UsernameClaim string
 	Groups        []string
 	Expiry        time.Time
+	// IdentityID is projections.OIDCIdentityID(Issuer, Subject).
+	IdentityID string
 }
 
 // OIDC verifies OpenID Connect access tokens (package oidc implements it).
 type OIDC interface {
 	// Enabled reports whether m configures OIDC.
 	Enabled(m *projections.Model) bool
+	// Cached returns the claims of a token verified earlier under the
+	// configuration of m, by the SHA-256 of its text; no I/O.
+	Cached(m *projections.Model, sum [32]byte) (OIDCClaims, bool)
 	// Verify checks an access token under the configuration of m.
 	Verify(ctx context.Context, m *projections.Model, token string) (OIDCClaims, error)
 }
@@ -233,7 +238,16 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 	}
 	oidcOn := a.oidc != nil && a.oidc.Enabled(m)
 	if tok, ok := bearerToken(r); ok {
-		if t, ok := a.bearer(m, Identity{Address: id.Address}, tok, now); ok {
+		sum := sha256.Sum256([]byte(tok))
+		// A verified OIDC token is found by its hash before anything is
+		// parsed; a certificate JWT is tried next (its own cache first),
+		// then the full OIDC verification.
+		if oidcOn {
+			if c, ok := a.oidc.Cached(m, sum); ok {
+				return oidcIdentity(m, Identity{Address: id.Address}, c)
+			}
+		}
+		if t, ok := a.bearer(m, Identity{Address: id.Address}, tok, sum, now); ok {
 			return t
 		}
 		if oidcOn {
@@ -253,7 +267,11 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 func oidcIdentity(m *projections.Model, id Identity, c OIDCClaims) Identity {
 	id.Trusted, id.Method, id.Name = true, MethodOIDC, c.Username
 	id.Issuer, id.Subject, id.UsernameClaim, id.Groups = c.Issuer, c.Subject, c.UsernameClaim, c.Groups
-	ident, ok := m.Identity(projections.OIDCIdentityID(c.Issuer, c.Subject))
+	iid := c.IdentityID
+	if iid == "" {
+		iid = projections.OIDCIdentityID(c.Issuer, c.Subject)
+	}
+	ident, ok := m.Identity(iid)
 	if ok {
 		id.IdentityID = ident.ID
 	}
@@ -338,8 +356,7 @@ func trustIdentity(m *projections.Model, id Identity, ident *projections.Identit
 // certificate (Incus's JWT from a client certificate): the request is then
 // treated exactly as mTLS with that certificate. The signature is checked
 // once per token; the trust checks run on every request.
-func (a *Authenticator) bearer(m *projections.Model, id Identity, tok string, now time.Time) (Identity, bool) {
-	key := sha256.Sum256([]byte(tok))
+func (a *Authenticator) bearer(m *projections.Model, id Identity, tok string, key [32]byte, now time.Time) (Identity, bool) {
 	sub, ok := a.jwts.get(key, now)
 	if !ok {
 		s, alg, exp, signed, sig, err := parseClientJWT(tok, now)

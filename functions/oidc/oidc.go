@@ -135,7 +135,19 @@ type Verifier struct {
 
 	cacheMu sync.Mutex
 	cache   map[[32]byte]cached
-	cacheOf string // the settings the cache was filled under
+	cacheOf cacheKey // the settings the cache was filled under
+}
+
+// cacheKey is the part of the settings a verified token depends on.
+type cacheKey struct {
+	issuer, clientID, deviceClientID, audience, claim, groupsClaim string
+}
+
+func cacheKeyOf(m *projections.Model) cacheKey {
+	return cacheKey{
+		issuer: m.ConfigValue(KeyIssuer), clientID: m.ConfigValue(KeyClientID), deviceClientID: m.ConfigValue(KeyDeviceClientID),
+		audience: m.ConfigValue(KeyAudience), claim: m.ConfigValue(KeyClaim), groupsClaim: m.ConfigValue(KeyGroupsClaim),
+	}
 }
 
 // issuer is the discovery state of one issuer URL.
@@ -268,7 +280,16 @@ func (v *Verifier) Ready(ctx context.Context, m *projections.Model) bool {
 const readyWait = 2 * time.Second
 
 // Enabled implements authn.OIDC.
-func (v *Verifier) Enabled(m *projections.Model) bool { return SettingsOf(m).Enabled() }
+func (v *Verifier) Enabled(m *projections.Model) bool {
+	return m.ConfigValue(KeyIssuer) != "" && m.ConfigValue(KeyClientID) != ""
+}
+
+// Cached implements authn.OIDC: the claims of a token verified earlier
+// under the same settings and still valid, found by the SHA-256 of its
+// text. It never blocks and does no I/O.
+func (v *Verifier) Cached(m *projections.Model, sum [32]byte) (authn.OIDCClaims, bool) {
+	return v.cached(sum, cacheKeyOf(m), v.now())
+}
 
 // Verify implements authn.OIDC: it checks raw under the OIDC configuration
 // of m and returns its claims.
@@ -279,7 +300,7 @@ func (v *Verifier) Verify(ctx context.Context, m *projections.Model, raw string)
 	}
 	now := v.now()
 	key := sha256.Sum256([]byte(raw))
-	setKey := strings.Join([]string{s.Issuer, s.ClientID, s.DeviceClientID, s.Audience, s.Claim, s.GroupsClaim}, "\x00")
+	setKey := cacheKeyOf(m)
 	if c, ok := v.cached(key, setKey, now); ok {
 		return c, nil
 	}
@@ -311,7 +332,8 @@ func (v *Verifier) Verify(ctx context.Context, m *projections.Model, raw string)
 	if err := tok.Claims(&all); err != nil {
 		return authn.OIDCClaims{}, errToken
 	}
-	c := authn.OIDCClaims{Issuer: tok.Issuer, Subject: tok.Subject, Expiry: tok.Expiry}
+	c := authn.OIDCClaims{Issuer: tok.Issuer, Subject: tok.Subject, Expiry: tok.Expiry,
+		IdentityID: projections.OIDCIdentityID(tok.Issuer, tok.Subject)}
 	if tok.Subject == "" {
 		return authn.OIDCClaims{}, errToken
 	}
@@ -362,7 +384,7 @@ func stringsClaim(v any) []string {
 	return nil
 }
 
-func (v *Verifier) cached(key [32]byte, setKey string, now time.Time) (authn.OIDCClaims, bool) {
+func (v *Verifier) cached(key [32]byte, setKey cacheKey, now time.Time) (authn.OIDCClaims, bool) {
 	v.cacheMu.Lock()
 	defer v.cacheMu.Unlock()
 	if v.cacheOf != setKey {
@@ -375,7 +397,7 @@ func (v *Verifier) cached(key [32]byte, setKey string, now time.Time) (authn.OID
 	return c.claims, true
 }
 
-func (v *Verifier) remember(key [32]byte, setKey string, c cached) {
+func (v *Verifier) remember(key [32]byte, setKey cacheKey, c cached) {
 	v.cacheMu.Lock()
 	defer v.cacheMu.Unlock()
 	if v.cacheOf != setKey || v.cache == nil || len(v.cache) >= cacheSize {

@@ -26,7 +26,9 @@ import (
 	"github.com/trustlog/trustlog/cli/command"
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/authn"
+	"github.com/trustlog/trustlog/functions/oidc"
 	"github.com/trustlog/trustlog/local/daemon"
+	"github.com/trustlog/trustlog/local/internal/oidctest"
 	"github.com/trustlog/trustlog/projections"
 )
 
@@ -196,7 +198,9 @@ func BenchmarkGet10(b *testing.B) {
 // BenchmarkAuthenticate measures authn alone on a 100k-entry model: for
 // mTLS the SHA-256 of the peer leaf and one lock-free map lookup; for a JWT
 // bearer token (ES384 from the same certificate's key) the cached
-// verification plus the same trust checks.
+// verification plus the same trust checks; for an OIDC access token (RS256
+// from the real test provider) the cached verification plus the identity
+// lookup and its grant.
 func BenchmarkAuthenticate(b *testing.B) {
 	bld := projections.NewBuilder(nil)
 	clientPair, clientX := p384Cert(b, "c", false)
@@ -216,8 +220,25 @@ func BenchmarkAuthenticate(b *testing.B) {
 		add(hex.EncodeToString(sum[:]), "")
 	}
 	add(fingerprintOf(clientX), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientX.Raw})))
+	p := oidctest.Start(b, oidctest.Options{})
+	for _, ev := range []events.Payload{
+		events.ConfigChanged{Key: "oidc.issuer", Value: p.Issuer},
+		events.ConfigChanged{Key: "oidc.client.id", Value: oidctest.ClientID},
+		events.IdentityCreated{ID: projections.OIDCIdentityID(p.Issuer, "unknown"), AuthMethod: "oidc", Name: "unknown", Issuer: p.Issuer, Subject: "unknown", Access: "admin"},
+	} {
+		seq++
+		env, _ := events.New(fmt.Sprint(seq), "/bench", time.Now(), events.Actor{}, ev)
+		env.PrevHash = bld.Hash()
+		raw, _ := env.Marshal()
+		if err := bld.Apply(events.Record{Seq: seq, Raw: raw}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	model := bld.Model()
-	a := authn.New(staticModel{model}, nil)
+	a := authn.New(staticModel{model}, nil).WithOIDC(oidc.New(nil, nil))
+	oidcReq := httptest.NewRequest("GET", "/1.0", nil)
+	oidcReq.TLS = &tls.ConnectionState{}
+	oidcReq.Header.Set("Authorization", "Bearer "+deviceToken(b, p).AccessToken)
 	mtls := httptest.NewRequest("GET", "/1.0", nil)
 	mtls.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{clientX}}
 	tok, err := command.ClientJWT(clientPair.PrivateKey.(crypto.Signer), fingerprintOf(clientX), time.Now(), time.Hour)
@@ -230,7 +251,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		r    *http.Request
-	}{{"mtls", mtls}, {"jwt-bearer", bearer}} {
+	}{{"mtls", mtls}, {"jwt-bearer", bearer}, {"oidc-token", oidcReq}} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

@@ -58,7 +58,7 @@ func (s *server) enableOIDC(t *testing.T, p *oidctest.Provider, extra map[string
 // deviceToken runs the device authorization grant against p the way a
 // CLI does (x/oauth2), approving the code by visiting its URL, and returns
 // the tokens.
-func deviceToken(t *testing.T, p *oidctest.Provider) *oauth2.Token {
+func deviceToken(t testing.TB, p *oidctest.Provider) *oauth2.Token {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
