@@ -8,6 +8,7 @@ package authn
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -89,8 +90,9 @@ type Identity struct {
 	// Challenge is set on an untrusted identity whose request carried an
 	// Authorization header that did not authenticate while OIDC is
 	// configured: the answer is 401 with the OIDC headers, not the
-	// untrusted view.
-	Challenge bool
+	// untrusted view. ChallengeExpired says the token was good but expired.
+	Challenge        bool
+	ChallengeExpired bool
 }
 
 // Admin reports whether the identity has full access.
@@ -172,6 +174,10 @@ type OIDC interface {
 	Verify(ctx context.Context, m *projections.Model, token string) (OIDCClaims, error)
 }
 
+// ErrTokenExpired is returned by OIDC.Verify for a token whose signature
+// and claims are good but whose exp has passed: the client should refresh.
+var ErrTokenExpired = errors.New("authn: access token expired")
+
 // KeyOIDCDefaultAccess is the configuration key giving OIDC users without
 // a grant their access: "none" (the default, as LXD) or "admin" (as Incus).
 const KeyOIDCDefaultAccess = "oidc.default_access"
@@ -251,9 +257,11 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 			return t
 		}
 		if oidcOn {
-			if c, err := a.oidc.Verify(r.Context(), m, tok); err == nil {
+			c, err := a.oidc.Verify(r.Context(), m, tok)
+			if err == nil {
 				return oidcIdentity(m, Identity{Address: id.Address}, c)
 			}
+			id.ChallengeExpired = errors.Is(err, ErrTokenExpired)
 		}
 	}
 	if oidcOn && r.Header.Get("Authorization") != "" {

@@ -69,9 +69,12 @@ type Recorder interface {
 	Record(ctx context.Context, id authn.Identity) (authn.Identity, error)
 }
 
-// errChallenge answers a request whose credentials did not authenticate
-// while OIDC is configured: the client should (re)run its login.
-var errChallenge = response.Errorf(http.StatusUnauthorized, "Authentication required: the bearer token is missing, expired or invalid")
+// Answers to a request whose credentials did not authenticate while OIDC
+// is configured: the client should refresh or (re)run its login.
+var (
+	errChallenge = response.Errorf(http.StatusUnauthorized, "Authentication required: the bearer token is missing or invalid")
+	errExpired   = response.Errorf(http.StatusUnauthorized, "Authentication required: the access token has expired")
+)
 
 // errUngranted refuses an identity that holds no access yet.
 var errUngranted = response.Forbidden("This identity has no access yet: an administrator must grant it (trustlog auth identity grant)")
@@ -116,6 +119,13 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 				obs.Authenticated(id, false)
 			}
 			cfg.Challenge(w.Header())
+			// RFC 6750: a machine-readable reason next to the envelope.
+			if id.ChallengeExpired {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="trustlog", error="invalid_token", error_description="The access token expired"`)
+				response.Fail(w, r, log, errExpired)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="trustlog", error="invalid_token"`)
 			response.Fail(w, r, log, errChallenge)
 			return
 		}

@@ -326,6 +326,9 @@ func (v *Verifier) Verify(ctx context.Context, m *projections.Model, raw string)
 		}
 	}
 	if err != nil {
+		if _, expired := errors.AsType[*gooidc.TokenExpiredError](err); expired {
+			return authn.OIDCClaims{}, authn.ErrTokenExpired
+		}
 		return authn.OIDCClaims{}, errToken
 	}
 	var all map[string]any

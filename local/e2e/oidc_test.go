@@ -310,6 +310,12 @@ func TestOIDCAccessTokens(t *testing.T) {
 			if after := s.lastSeq(t); after != before {
 				t.Errorf("a refused token appended %d events", after-before)
 			}
+			// RFC 6750's hint: expired (refresh) is told apart from invalid.
+			www := h.Get("WWW-Authenticate")
+			expired := tt.name == "fail/expired"
+			if !strings.Contains(www, `error="invalid_token"`) || strings.Contains(www, "expired") != expired || strings.Contains(env.Error, "expired") != expired {
+				t.Errorf("WWW-Authenticate %q, error %q (expired: %v)", www, env.Error, expired)
+			}
 		})
 	}
 	// The valid token still works once the clock and audience are back.
