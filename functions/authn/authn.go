@@ -8,10 +8,10 @@ package authn
 
 import (
 	"context"
-	"errors"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
