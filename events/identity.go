@@ -22,8 +22,11 @@ const (
 // IdentityCreated records a new identity. An OIDC identity is recorded on
 // the first authenticated request of its user and starts without a grant,
 // so oidc.default_access decides what it may do until an administrator
-// grants it something. A TLS identity starts pending: it names the trust
-// token (TokenIssued with the same IdentityID) that activates it.
+// grants it something. An administrator may also create an OIDC identity
+// ahead of the first login, by user name and without Issuer and Subject:
+// it is pending, and the user's first login replaces it, grant included.
+// A TLS identity starts pending: it names the trust token (TokenIssued
+// with the same IdentityID) that activates it.
 type IdentityCreated struct {
 	// ID identifies the identity: for OIDC the hex of the first 16 bytes of
 	// SHA-256(issuer ‖ 0x00 ‖ subject), so a user maps to one identity per

@@ -98,7 +98,10 @@ func (b *Builder) applyIdentity(p events.Payload, at time.Time) {
 		}
 		b.identityMap()[e.ID] = &Identity{
 			ID: e.ID, AuthMethod: e.AuthMethod, Name: e.Name, Issuer: e.Issuer, Subject: e.Subject,
-			Access: e.Access, Projects: nonNil(e.Projects), Pending: e.AuthMethod == events.IdentityTLS,
+			Access: e.Access, Projects: nonNil(e.Projects),
+			// A TLS identity waits for its token; an OIDC identity made by an
+			// administrator before the user's first login waits for them.
+			Pending:   e.AuthMethod == events.IdentityTLS || (e.AuthMethod == events.IdentityOIDC && e.Subject == ""),
 			CreatedAt: at,
 		}
 	case *events.IdentityGranted:

@@ -183,18 +183,15 @@ func (e *env) identityCreateCmd() *cobra.Command {
 	var access, projects string
 	var quiet bool
 	cmd := &cobra.Command{
-		Use:   "create [<remote>:]tls/<name>",
-		Short: "Create a pending TLS identity and print the token that activates it",
+		Use:   "create [<remote>:]tls/<name> | [<remote>:]oidc/<user-name>",
+		Short: "Create a pending TLS identity (prints its token), or an OIDC identity ahead of the user's first login",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			remote, method, name, err := e.identityArg(args[0])
 			if err != nil {
 				return err
 			}
-			if method != "tls" {
-				return errors.New("Only TLS identities can be created; OIDC identities are recorded when the user first logs in")
-			}
-			req := api.IdentitiesTLSPost{Name: name, Token: true, Access: access, Groups: []string{}}
+			req := api.IdentitiesTLSPost{Name: name, Token: method == "tls", Access: access, Groups: []string{}}
 			if projects != "" {
 				req.Projects = strings.Split(projects, ",")
 			}
@@ -202,8 +199,8 @@ func (e *env) identityCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := c.Do(cmd.Context(), http.MethodPost, "/1.0/auth/identities/tls", req, "")
-			if err != nil {
+			resp, err := c.Do(cmd.Context(), http.MethodPost, "/1.0/auth/identities/"+method, req, "")
+			if err != nil || method == "oidc" {
 				return err
 			}
 			var tok api.CertificateAddToken

@@ -286,8 +286,12 @@ func oidcIdentity(m *projections.Model, id Identity, c OIDCClaims) Identity {
 	return withGrant(m, id, ident)
 }
 
-// withGrant sets the access of an identity: its grant, else the default
-// for its method.
+// WithGrant returns id with the access of the recorded identity ident (nil
+// for none): its grant, else the default for its method.
+func WithGrant(m *projections.Model, id Identity, ident *projections.Identity) Identity {
+	return withGrant(m, id, ident)
+}
+
 func withGrant(m *projections.Model, id Identity, ident *projections.Identity) Identity {
 	access, source, projects := "", AccessFromGrant, []string(nil)
 	if ident != nil && ident.Access != "" {

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/authn"
@@ -30,9 +32,10 @@ import (
 
 // Identity types, as LXD names them.
 const (
-	TypeOIDC       = "OIDC client"
-	TypeTLS        = "Client certificate"
-	TypeTLSPending = "Client certificate (pending)"
+	TypeOIDC        = "OIDC client"
+	TypeOIDCPending = "OIDC client (pending)"
+	TypeTLS         = "Client certificate"
+	TypeTLSPending  = "Client certificate (pending)"
 )
 
 // Tokens issues and redeems the tokens of pending TLS identities (package
@@ -69,6 +72,7 @@ func (h *Handler) Routes() []gate.Route {
 		{Method: "GET", Path: "/1.0/auth/identities/current", Ungranted: true, Handler: http.HandlerFunc(h.current)},
 		{Method: "GET", Path: "/1.0/auth/identities/{method}", Handler: http.HandlerFunc(h.list)},
 		{Method: "POST", Path: "/1.0/auth/identities/tls", Untrusted: true, Handler: http.HandlerFunc(h.createTLS)},
+		{Method: "POST", Path: "/1.0/auth/identities/oidc", Handler: http.HandlerFunc(h.createOIDC)},
 		{Method: "GET", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.get)},
 		{Method: "PUT", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.grant)},
 		{Method: "PATCH", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.grant)},
@@ -79,22 +83,79 @@ func (h *Handler) Routes() []gate.Route {
 // Record implements gate.Recorder: it records the identity of an OIDC user
 // the model does not know yet. Concurrent first requests of one user
 // record it once: the id is derived from issuer and subject, and the
-// decision sees the other writes.
+// decision sees the other writes. An identity an administrator created
+// ahead of time under the user's name is replaced by the recorded one,
+// which inherits its grant.
 func (h *Handler) Record(ctx context.Context, id authn.Identity) (authn.Identity, error) {
 	iid := projections.OIDCIdentityID(id.Issuer, id.Subject)
-	_, err := h.committer.Do(ctx, id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
+	m, err := h.committer.Do(ctx, id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
 		if _, ok := m.Identity(iid); ok {
 			return nil, nil
 		}
-		return []events.Payload{events.IdentityCreated{
-			ID: iid, AuthMethod: events.IdentityOIDC, Name: id.Name, Issuer: id.Issuer, Subject: id.Subject,
-		}}, nil
+		created := events.IdentityCreated{ID: iid, AuthMethod: events.IdentityOIDC, Name: id.Name, Issuer: id.Issuer, Subject: id.Subject}
+		for _, pre := range m.Identities() {
+			if pre.AuthMethod == events.IdentityOIDC && pre.Pending && pre.Name == id.Name {
+				created.Access, created.Projects = pre.Access, pre.Projects
+				return []events.Payload{created, events.IdentityRemoved{ID: pre.ID, Name: pre.Name}}, nil
+			}
+		}
+		return []events.Payload{created}, nil
 	})
 	if err != nil {
 		return id, err
 	}
 	id.IdentityID = iid
-	return id, nil
+	ident, _ := m.Identity(iid)
+	return authn.WithGrant(m, id, ident), nil
+}
+
+// createOIDC records an OIDC identity ahead of the user's first login, by
+// the user name the server will derive (oidc.claim, email or sub), with an
+// initial grant.
+func (h *Handler) createOIDC(w http.ResponseWriter, r *http.Request) {
+	id := authn.FromContext(r.Context())
+	if !id.Admin() {
+		response.Fail(w, r, h.log, response.ErrForbidden)
+		return
+	}
+	var req api.IdentitiesTLSPost
+	if err := response.DecodeJSON(w, r, &req); err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	err := func() error {
+		switch {
+		case req.Name == "":
+			return response.BadRequest("Identity name must not be empty")
+		case req.Token || req.TrustToken != "" || req.Certificate != "":
+			return response.BadRequest("OIDC identities take a name and an access grant only")
+		case len(req.Groups) > 0:
+			return response.BadRequest("Trustlog has no identity groups: give the identity \"access\" (admin, restricted with projects, none)")
+		case req.Access == "" && len(req.Projects) > 0:
+			return response.BadRequest(fmt.Sprintf("Projects only apply to %q access", events.AccessRestricted))
+		case req.Access != "":
+			return checkGrant(api.IdentityPut{Access: req.Access, Projects: req.Projects})
+		}
+		return nil
+	}()
+	if err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	newID := uuid.NewString()
+	_, err = h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
+		for _, i := range m.Identities() {
+			if i.AuthMethod == events.IdentityOIDC && i.Name == req.Name {
+				return nil, response.Conflict(fmt.Sprintf("An OIDC identity named %q already exists", req.Name))
+			}
+		}
+		return []events.Payload{events.IdentityCreated{ID: newID, AuthMethod: events.IdentityOIDC, Name: req.Name, Access: req.Access, Projects: nonNil(req.Projects)}}, nil
+	})
+	if err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	response.Created(w, "/1.0/auth/identities/oidc/"+newID)
 }
 
 // URL returns the API path of an identity.
@@ -111,6 +172,8 @@ func render(m *projections.Model, i *projections.Identity) api.Identity {
 		Issuer: i.Issuer, Subject: i.Subject, TLSCertificate: i.PEM,
 	}
 	switch {
+	case i.AuthMethod == events.IdentityOIDC && i.Pending:
+		out.Type = TypeOIDCPending
 	case i.AuthMethod == events.IdentityOIDC:
 		out.Type = TypeOIDC
 	case i.Pending:

@@ -407,3 +407,32 @@ func TestIncusClientOIDC(t *testing.T) {
 		t.Errorf("?access_token= with the incus JWT = %d %q", code, env.Error)
 	}
 }
+
+// TestOIDCPreProvisioned: an administrator creates an OIDC identity by
+// user name before the user ever logs in; the first login replaces it with
+// the recorded identity and its grant applies from the first request.
+func TestOIDCPreProvisioned(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t, oidctest.Options{})
+	p.SetUser(t, "carol")
+	s := start(t)
+	s.enableOIDC(t, p, nil)
+	conf := t.TempDir()
+	trustlogCLI(t, s, conf, "auth", "identity", "create", "oidc/carol", "--access", "admin")
+	if list := trustlogCLI(t, s, conf, "auth", "identity", "list", "--format", "csv"); !strings.Contains(list, "oidc,carol,") || !strings.Contains(list, "OIDC client (pending)") {
+		t.Fatalf("identity list before login:\n%s", list)
+	}
+	if code, env := s.call(t, "POST", "/1.0/auth/identities/oidc", api.IdentitiesTLSPost{Name: "carol"}); code != http.StatusConflict {
+		t.Errorf("second pre-provisioned carol = %d %q, want 409", code, env.Error)
+	}
+	auth := "Bearer " + deviceToken(t, p).AccessToken
+	if code, _, env := s.bearer(t, "GET", "/1.0/certificates", auth, nil); code != http.StatusOK {
+		t.Fatalf("first request of a pre-provisioned admin = %d %q", code, env.Error)
+	}
+	var ids []api.Identity
+	_, env := s.call(t, "GET", "/1.0/auth/identities/oidc?recursion=1", nil)
+	_ = json.Unmarshal(env.Metadata, &ids)
+	if len(ids) != 1 || ids[0].Type != "OIDC client" || ids[0].Subject != "carol" || ids[0].Access != "admin" || ids[0].AccessSource != "grant" {
+		t.Errorf("identities after login = %+v", ids)
+	}
+}
