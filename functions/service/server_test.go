@@ -555,8 +555,11 @@ func TestConfigValidate(t *testing.T) {
 		{name: "fail/no host", edit: func(c *service.Config) { c.Host = nil }, wantErr: "service: Host is required"},
 		{name: "fail/no source", edit: func(c *service.Config) { c.Source = "" }, wantErr: "service: Source is required"},
 		{name: "fail/short key", edit: func(c *service.Config) { c.SealingKey = make([]byte, 16) }, wantErr: "service: SealingKey must be 32 bytes"},
+		{name: "ok/no sealing key (read-only host)", edit: func(c *service.Config) { c.SealingKey = nil }},
+		{name: "ok/one function", edit: func(c *service.Config) { c.Functions = []string{service.FunctionCertificates} }},
+		{name: "fail/unknown function", edit: func(c *service.Config) { c.Functions = []string{"nope"} }, wantErr: `service: unknown function "nope" (known: server, certificates, operations, pki, identities, metrics)`},
 		{name: "fail/everything missing", edit: func(c *service.Config) { *c = service.Config{} },
-			wantErr: "service: Model is required\nservice: Log is required\nservice: Host is required\nservice: Source is required\nservice: SealingKey must be 32 bytes"},
+			wantErr: "service: Model is required\nservice: Log is required\nservice: Host is required\nservice: Source is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := good

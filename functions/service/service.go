@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,6 +28,19 @@ import (
 	"github.com/trustlog/trustlog/functions/serverinfo"
 	"github.com/trustlog/trustlog/functions/tokens"
 )
+
+// The functions, as hosts deploy them: each serves its routes.
+const (
+	FunctionServer       = "server"       // GET /, GET|PUT|PATCH /1.0
+	FunctionCertificates = "certificates" // /1.0/certificates...
+	FunctionOperations   = "operations"   // /1.0/operations... (trust tokens)
+	FunctionPKI          = "pki"          // /1.0/trustlog/pki/...
+	FunctionIdentities   = "identities"   // /1.0/auth/identities...
+	FunctionMetrics      = "metrics"      // /1.0/metrics
+)
+
+// FunctionNames lists every function.
+var FunctionNames = []string{FunctionServer, FunctionCertificates, FunctionOperations, FunctionPKI, FunctionIdentities, FunctionMetrics}
 
 // Config holds what the functions need from their host.
 type Config struct {
@@ -44,8 +59,13 @@ type Config struct {
 	NewID func() string
 	// Stream reports the newest stream sequence, for the lag metric; optional.
 	Stream metrics.Stream
-	// SealingKey is the 32-byte service key that seals token secrets. Required.
+	// SealingKey is the 32-byte service key that seals token secrets. Without
+	// it the API still serves everything but issuing tokens (read-only
+	// hosts, such as a Lambda started without its secret).
 	SealingKey []byte
+	// Functions, if set, serves only the routes of the named functions
+	// (see FunctionNames); a Lambda serves one. Empty means all of them.
+	Functions []string
 	// Random is the source of token secrets; nil means crypto/rand.
 	Random io.Reader
 	// Logger receives internal errors; nil means slog.Default().
@@ -70,8 +90,13 @@ func (c Config) Validate() error {
 	if c.Source == "" {
 		errs = append(errs, errors.New("service: Source is required"))
 	}
-	if len(c.SealingKey) != sealing.KeySize {
+	if len(c.SealingKey) != 0 && len(c.SealingKey) != sealing.KeySize {
 		errs = append(errs, fmt.Errorf("service: SealingKey must be %d bytes", sealing.KeySize))
+	}
+	for _, f := range c.Functions {
+		if !slices.Contains(FunctionNames, f) {
+			errs = append(errs, fmt.Errorf("service: unknown function %q (known: %s)", f, strings.Join(FunctionNames, ", ")))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -114,9 +139,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	box, err := sealing.New(cfg.SealingKey, cfg.Random)
-	if err != nil {
-		return nil, err
+	var box *sealing.Box
+	if len(cfg.SealingKey) > 0 {
+		var err error
+		if box, err = sealing.New(cfg.SealingKey, cfg.Random); err != nil {
+			return nil, err
+		}
 	}
 	c := &commit.Committer{Model: cfg.Model, Log: cfg.Log, Now: cfg.Now, NewID: cfg.NewID, Source: cfg.Source}
 	if cfg.OIDC == nil {
@@ -130,13 +158,22 @@ func New(cfg Config) (*Service, error) {
 	})
 	ids := identities.New(cfg.Model, c, tok, cfg.Now, cfg.Logger)
 	met := metrics.New(cfg.Model, cfg.Stream, cfg.Now)
+	byFunction := map[string][]gate.Route{
+		FunctionServer:       serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).WithOIDC(cfg.OIDC).Routes(),
+		FunctionCertificates: certificates.New(cfg.Model, c, tok, cfg.Now, cfg.Logger).Routes(),
+		FunctionOperations:   tok.Routes(),
+		FunctionPKI:          pki.New(cfg.Model, c, cfg.Now, cfg.Logger).Routes(),
+		FunctionIdentities:   ids.Routes(),
+		FunctionMetrics:      met.Routes(),
+	}
+	serve := cfg.Functions
+	if len(serve) == 0 {
+		serve = FunctionNames
+	}
 	var routes []gate.Route
-	routes = append(routes, serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).WithOIDC(cfg.OIDC).Routes()...)
-	routes = append(routes, ids.Routes()...)
-	routes = append(routes, certificates.New(cfg.Model, c, tok, cfg.Now, cfg.Logger).Routes()...)
-	routes = append(routes, tok.Routes()...)
-	routes = append(routes, pki.New(cfg.Model, c, cfg.Now, cfg.Logger).Routes()...)
-	routes = append(routes, met.Routes()...)
+	for _, f := range serve {
+		routes = append(routes, byFunction[f]...)
+	}
 	return &Service{
 		handler: gate.New(gate.Config{
 			Authenticator: auth, Observer: met, Logger: cfg.Logger, Recorder: ids,

@@ -49,7 +49,7 @@ func (h *Handler) operation(t *projections.Token, withSecret bool) api.Operation
 	if !t.ExpiresAt.IsZero() {
 		meta["expiresAt"] = t.ExpiresAt
 	}
-	if withSecret && t.Pending() {
+	if withSecret && t.Pending() && h.cfg.Box != nil {
 		if secret, err := h.cfg.Box.Open(t.SealedSecret, []byte(t.ID)); err == nil {
 			meta["secret"] = string(secret)
 		} else {

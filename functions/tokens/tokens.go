@@ -55,7 +55,9 @@ type Config struct {
 	Model     commit.ReadModel
 	Committer *commit.Committer
 	Host      Host
-	// Box seals token secrets under the service key.
+	// Box seals token secrets under the service key; nil (a host started
+	// without the key) refuses to issue tokens and lists them without
+	// their secrets.
 	Box *sealing.Box
 	// Now is the clock; Random the source of secrets; NewID of operation ids.
 	Now    func() time.Time
@@ -63,6 +65,9 @@ type Config struct {
 	NewID  func() string
 	Log    *slog.Logger
 }
+
+// ErrNoSealingKey refuses to issue a token on a host without the service key.
+var ErrNoSealingKey = &response.Error{Status: http.StatusServiceUnavailable, Message: "Trust tokens cannot be issued here: this host has no sealing key"}
 
 // Handler issues and redeems tokens and serves /1.0/operations.
 type Handler struct{ cfg Config }
@@ -128,6 +133,9 @@ type secret struct {
 
 // newSecret draws a 32-byte secret for token id and seals it.
 func (h *Handler) newSecret(id string) (secret, error) {
+	if h.cfg.Box == nil {
+		return secret{}, ErrNoSealingKey
+	}
 	var raw [32]byte
 	if _, err := io.ReadFull(h.cfg.Random, raw[:]); err != nil {
 		return secret{}, fmt.Errorf("tokens: secret: %w", err)
