@@ -92,6 +92,7 @@ var rules = []rule{
 		from:     []string{"./functions/lambda/..."},
 		mainOnly: true,
 		forbid:   []string{"github.com/nats-io/nats-server/...", "testing"},
+		required: true,
 	},
 }
 

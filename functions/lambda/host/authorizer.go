@@ -1,0 +1,145 @@
+package host
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/trustlog/trustlog/functions/authn"
+)
+
+// Decision is what the authorizer decided about one request.
+type Decision struct {
+	Allow bool
+	// Context is passed to the backend (requestContext.authorizer):
+	// identity name, fingerprint, method, restricted and projects.
+	Context map[string]any
+}
+
+// Authorize decides a request the authorizer sees, with the same authn as
+// the functions: the client certificate from the gateway, or a bearer
+// token. Trusted identities with some access are allowed; untrusted,
+// revoked, expired and ungranted ones are denied.
+func (h *Host) Authorize(ctx context.Context, method, path string, header http.Header, query url.Values, certPEM string) Decision {
+	if err := h.catchUp(ctx); err != nil {
+		return Decision{}
+	}
+	r, err := http.NewRequestWithContext(ctx, method, "https://gateway"+path, nil)
+	if err != nil {
+		return Decision{}
+	}
+	r.URL.RawQuery = query.Encode()
+	r.Header = header.Clone()
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	r.TLS = tlsState
+	if certPEM != "" {
+		chain, err := parseChain(certPEM)
+		if err != nil {
+			return Decision{}
+		}
+		r = r.WithContext(authn.WithPeerCertificates(r.Context(), chain))
+	}
+	id := h.auth.Authenticate(r)
+	if !id.Trusted || id.Ungranted() {
+		return Decision{}
+	}
+	return Decision{Allow: true, Context: map[string]any{
+		"name":        id.Name,
+		"fingerprint": id.Fingerprint,
+		"method":      id.Method,
+		"restricted":  id.Restricted,
+		"projects":    strings.Join(id.Projects, ","),
+	}}
+}
+
+// AuthorizeREST is the REQUEST authorizer of an API Gateway REST API: an
+// IAM policy allowing or denying execute-api:Invoke on the method.
+func (h *Host) AuthorizeREST(ctx context.Context, ev events.APIGatewayCustomAuthorizerRequestTypeRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
+	header := http.Header{}
+	for k, v := range ev.Headers {
+		header.Set(k, v)
+	}
+	for k, vs := range ev.MultiValueHeaders {
+		header.Del(k)
+		for _, v := range vs {
+			header.Add(k, v)
+		}
+	}
+	query := url.Values{}
+	for k, v := range ev.QueryStringParameters {
+		query.Set(k, v)
+	}
+	d := h.Authorize(ctx, ev.HTTPMethod, ev.Path, header, query, ev.RequestContext.Identity.ClientCert.ClientCertPem)
+	effect, principal := "Deny", "untrusted"
+	if d.Allow {
+		effect, principal = "Allow", d.Context["name"].(string)
+	}
+	return events.APIGatewayCustomAuthorizerResponse{
+		PrincipalID: principal,
+		PolicyDocument: events.APIGatewayCustomAuthorizerPolicy{
+			Version: "2012-10-17",
+			Statement: []events.IAMPolicyStatement{{
+				Action: []string{"execute-api:Invoke"}, Effect: effect, Resource: []string{ev.MethodArn},
+			}},
+		},
+		Context: d.Context,
+	}, nil
+}
+
+// AuthorizeHTTP is the Lambda authorizer of an API Gateway HTTP API
+// (payload 2.0, simple responses).
+func (h *Host) AuthorizeHTTP(ctx context.Context, ev events.APIGatewayV2CustomAuthorizerV2Request) (events.APIGatewayV2CustomAuthorizerSimpleResponse, error) {
+	header := http.Header{}
+	for k, v := range ev.Headers {
+		header.Set(k, v)
+	}
+	query := url.Values{}
+	for k, v := range ev.QueryStringParameters {
+		query.Set(k, v)
+	}
+	method := ev.RequestContext.HTTP.Method
+	d := h.Authorize(ctx, method, ev.RawPath, header, query, ev.RequestContext.Authentication.ClientCert.ClientCertPem)
+	return events.APIGatewayV2CustomAuthorizerSimpleResponse{IsAuthorized: d.Allow, Context: d.Context}, nil
+}
+
+// MainAuthorizer is the main of the authorizer function: TRUSTLOG_GATEWAY
+// "rest" answers REST REQUEST authorizer events, "http" HTTP API ones. A
+// start failure denies (never allows) and is retried on the next event.
+func MainAuthorizer() {
+	cfg, err := ConfigFromEnv(envGetter)
+	if err != nil {
+		lambda.Start(func(context.Context) error { return err })
+		return
+	}
+	l := &lazy{cfg: cfg}
+	if cfg.Logger == nil {
+		l.cfg.Logger = defaultLogger()
+	}
+	switch cfg.Gateway {
+	case GatewayHTTP:
+		lambda.Start(func(ctx context.Context, ev events.APIGatewayV2CustomAuthorizerV2Request) (events.APIGatewayV2CustomAuthorizerSimpleResponse, error) {
+			h, err := l.host(ctx)
+			if err != nil {
+				return events.APIGatewayV2CustomAuthorizerSimpleResponse{}, nil
+			}
+			return h.AuthorizeHTTP(ctx, ev)
+		})
+	default:
+		lambda.Start(func(ctx context.Context, ev events.APIGatewayCustomAuthorizerRequestTypeRequest) (events.APIGatewayCustomAuthorizerResponse, error) {
+			h, err := l.host(ctx)
+			if err != nil {
+				return events.APIGatewayCustomAuthorizerResponse{PrincipalID: "untrusted", PolicyDocument: events.APIGatewayCustomAuthorizerPolicy{
+					Version:   "2012-10-17",
+					Statement: []events.IAMPolicyStatement{{Action: []string{"execute-api:Invoke"}, Effect: "Deny", Resource: []string{ev.MethodArn}}},
+				}}, nil
+			}
+			return h.AuthorizeREST(ctx, ev)
+		})
+	}
+}

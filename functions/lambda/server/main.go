@@ -1,0 +1,11 @@
+// Command server is the Lambda of the server function (see functions/service):
+// configuration from the environment (functions/lambda/host), then
+// lambda.Start behind the gateway mode's adapter.
+package main
+
+import (
+	"github.com/trustlog/trustlog/functions/lambda/host"
+	"github.com/trustlog/trustlog/functions/service"
+)
+
+func main() { host.Main(service.FunctionServer) }
