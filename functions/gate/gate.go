@@ -61,6 +61,10 @@ type Config struct {
 	// Recorder, if set, records the identity of an OIDC user on their
 	// first authenticated request.
 	Recorder Recorder
+	// Fallback, if set, serves every request no route matches, for
+	// trusted callers with some access (the front door to an upstream);
+	// others get 401/403 as on any route. Nil answers 404.
+	Fallback http.Handler
 }
 
 // Recorder records identities that authenticated but are not in the read
@@ -93,9 +97,13 @@ func New(cfg Config, routes ...Route) http.Handler {
 	for _, rt := range routes {
 		mux.Handle(rt.Method+" "+rt.Path, admit(cfg, log, rt))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		response.Fail(w, r, log, response.ErrNotFound)
-	})
+	if cfg.Fallback != nil {
+		mux.Handle("/", admit(cfg, log, Route{Path: "/", Handler: cfg.Fallback}))
+	} else {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			response.Fail(w, r, log, response.ErrNotFound)
+		})
+	}
 	return mux
 }
 

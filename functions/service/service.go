@@ -63,6 +63,9 @@ type Config struct {
 	// it the API still serves everything but issuing tokens (read-only
 	// hosts, such as a Lambda started without its secret).
 	SealingKey []byte
+	// Fallback, if set, receives every admitted request no route matches
+	// (the front door: see package frontdoor).
+	Fallback http.Handler
 	// Functions, if set, serves only the routes of the named functions
 	// (see FunctionNames); a Lambda serves one. Empty means all of them.
 	Functions []string
@@ -176,7 +179,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		handler: gate.New(gate.Config{
-			Authenticator: auth, Observer: met, Logger: cfg.Logger, Recorder: ids,
+			Authenticator: auth, Observer: met, Logger: cfg.Logger, Recorder: ids, Fallback: cfg.Fallback,
 			Challenge: func(h http.Header) { oidc.SettingsOf(model.Snapshot()).Challenge(h) },
 		}, routes...),
 		tokens: tok,

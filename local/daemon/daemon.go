@@ -25,6 +25,7 @@ import (
 	"github.com/trustlog/trustlog/events/natsstore"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/commit"
+	"github.com/trustlog/trustlog/functions/frontdoor"
 	"github.com/trustlog/trustlog/functions/serverinfo"
 	"github.com/trustlog/trustlog/functions/service"
 	"github.com/trustlog/trustlog/projections"
@@ -54,6 +55,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Upstream, if set, puts an HTTP API behind Trustlog (the front door):
+	// "http(s)://host:port[/base]" or "unix:/path". Requests for paths the
+	// API does not serve go there once authenticated, with the caller's
+	// identity in X-Trustlog-* headers.
+	Upstream string
 }
 
 // Validate reports whether c can be used.
@@ -146,7 +152,14 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	host, _ := os.Hostname()
 	d.hostname = host
+	var fallback http.Handler
+	if cfg.Upstream != "" {
+		if fallback, err = frontdoor.New(cfg.Upstream, d.log); err != nil {
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+	}
 	svc := service.Config{
+		Fallback:   fallback,
 		SealingKey: key,
 		Stream:     d.store,
 		Model:      d.proj,

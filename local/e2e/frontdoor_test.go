@@ -1,0 +1,144 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trustlog/trustlog/functions/api"
+	"github.com/trustlog/trustlog/local/daemon"
+)
+
+// seen is what the upstream received.
+type seen struct {
+	Path, Query, Auth                         string
+	Identity, Fingerprint, Method, Restricted string
+	Projects, Forwarded                       string
+}
+
+// startUpstream serves an echo API on a unix socket (or TCP when tcp is
+// set) that reports the headers it received.
+func startUpstream(t *testing.T, tcp bool) string {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	target := ""
+	if tcp {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		target = "http://" + "127.0.0.1:" + strings.Split(ln.Addr().String(), ":")[1]
+	} else {
+		sock := filepath.Join(t.TempDir(), "up.sock")
+		ln, err = net.Listen("unix", sock)
+		target = "unix:" + sock
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(seen{
+			Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
+			Identity: r.Header.Get("X-Trustlog-Identity"), Fingerprint: r.Header.Get("X-Trustlog-Fingerprint"),
+			Method: r.Header.Get("X-Trustlog-Method"), Restricted: r.Header.Get("X-Trustlog-Restricted"),
+			Projects: r.Header.Get("X-Trustlog-Projects"), Forwarded: r.Header.Get("X-Forwarded-For"),
+		})
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return target
+}
+
+// TestFrontDoor puts an upstream API behind trustlogd: trusted callers
+// reach it with their identity in X-Trustlog-* headers (the client's own
+// copies replaced), everyone else gets the API's refusal.
+func TestFrontDoor(t *testing.T) {
+	t.Parallel()
+	for _, tcp := range []bool{false, true} {
+		name := map[bool]string{false: "unix", true: "tcp"}[tcp]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			target := startUpstream(t, tcp)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			d, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", Upstream: target,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.Close() })
+			s := &server{d: d, admin: unixClient(d.UnixSocket()), log: &bytes.Buffer{}}
+			pair, cert := newCert(t, "", "ci")
+			s.call(t, "POST", "/1.0/certificates", api.CertificatesPost{Name: "ci", Restricted: true, Projects: []string{"web", "db"},
+				Certificate: base64.StdEncoding.EncodeToString(cert.Raw)})
+			stranger, _ := newCert(t, "", "stranger")
+
+			get := func(c *http.Client, path string, hdr map[string]string) (int, []byte) {
+				req, _ := http.NewRequest("GET", "https://"+d.HTTPSAddr()+path, nil)
+				for k, v := range hdr {
+					req.Header.Set(k, v)
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				raw, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, raw
+			}
+			code, raw := get(tlsClient(&pair), "/app/items?x=1", map[string]string{"X-Trustlog-Identity": "admin", "X-Trustlog-Restricted": "false"})
+			var got seen
+			if err := json.Unmarshal(raw, &got); code != 200 || err != nil {
+				t.Fatalf("trusted caller: %d %s", code, raw)
+			}
+			want := seen{Path: "/app/items", Query: "x=1", Identity: fingerprintOf(cert), Fingerprint: fingerprintOf(cert),
+				Method: "tls", Restricted: "true", Projects: "web,db", Forwarded: "127.0.0.1"}
+			if got != want {
+				t.Errorf("upstream saw %+v, want %+v", got, want)
+			}
+			for name, c := range map[string]*http.Client{"no certificate": tlsClient(nil), "unknown certificate": tlsClient(&stranger)} {
+				code, raw := get(c, "/app/items", map[string]string{"X-Trustlog-Identity": "admin"})
+				var env api.Response
+				_ = json.Unmarshal(raw, &env)
+				if code != 403 || env.Type != "error" || env.Error != "not authorized" {
+					t.Errorf("%s: %d %s, want the 403 envelope", name, code, raw)
+				}
+			}
+			// Trustlog's own API is still served, not proxied.
+			if code, raw := get(tlsClient(&pair), "/1.0", nil); code != 200 || !strings.Contains(string(raw), `"auth":"trusted"`) {
+				t.Errorf("GET /1.0 behind the front door: %d %s", code, raw)
+			}
+		})
+	}
+}
+
+// TestFrontDoorUpstreamDown: an unreachable upstream is a 502 in the
+// envelope for trusted callers (and still 403 for the others).
+func TestFrontDoorUpstreamDown(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", Upstream: "unix:" + filepath.Join(t.TempDir(), "absent.sock"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s := &server{d: d, admin: unixClient(d.UnixSocket()), log: &bytes.Buffer{}}
+	pair, cert := newCert(t, "", "ci")
+	s.trust(t, cert, "ci")
+	code, env := do(t, tlsClient(&pair), "GET", "https://"+d.HTTPSAddr()+"/app", nil)
+	if code != http.StatusBadGateway || env.Type != "error" {
+		t.Errorf("upstream down: %d %+v", code, env)
+	}
+	if _, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), Upstream: "ftp://x"}); err == nil {
+		t.Error("an ftp upstream was accepted")
+	}
+}
