@@ -64,12 +64,12 @@ func unixClient(sock string) *http.Client {
 }
 
 // call sends a request through the unix socket and decodes the envelope.
-func (s *server) call(t *testing.T, method, path string, body any) (int, api.Response) {
+func (s *server) call(t testing.TB, method, path string, body any) (int, api.Response) {
 	t.Helper()
 	return do(t, s.admin, method, "http://unix.socket"+path, body)
 }
 
-func do(t *testing.T, c *http.Client, method, url string, body any) (int, api.Response) {
+func do(t testing.TB, c *http.Client, method, url string, body any) (int, api.Response) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -144,7 +144,7 @@ func fingerprintOf(c *x509.Certificate) string {
 }
 
 // trust adds a certificate through the unix socket, as an admin would.
-func (s *server) trust(t *testing.T, c *x509.Certificate, name string) {
+func (s *server) trust(t testing.TB, c *x509.Certificate, name string) {
 	t.Helper()
 	code, env := s.call(t, "POST", "/1.0/certificates", api.CertificatesPost{Name: name, Certificate: base64.StdEncoding.EncodeToString(c.Raw)})
 	if code != http.StatusCreated {

@@ -45,7 +45,7 @@ type lambdaResp struct {
 	Error  string
 }
 
-func decodeResp(t *testing.T, status int, body []byte) lambdaResp {
+func decodeResp(t testing.TB, status int, body []byte) lambdaResp {
 	t.Helper()
 	var env api.Response
 	if err := json.Unmarshal(body, &env); err != nil {
@@ -83,7 +83,7 @@ func certPEMOf(c *tls.Certificate) string {
 
 // invokeLambda sends req to h as an event of the gateway mode, through the
 // adapter that lambda.Start would call, and decodes the reply.
-func invokeLambda(t *testing.T, mode string, h http.Handler, req lambdaReq) lambdaResp {
+func invokeLambda(t testing.TB, mode string, h http.Handler, req lambdaReq) lambdaResp {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -266,6 +266,12 @@ func TestLambdaHostsMatchLocal(t *testing.T) {
 		if got := invokeLambda(t, mode, h, lambdaReq{method: "PATCH", path: "/1.0", cert: &trustedPair, body: api.ServerPut{Config: map[string]string{key: "yes"}}}); got.Status != 200 {
 			t.Fatalf("%s PATCH: %+v", mode, got)
 		}
+		// Another instance sees it once its projection has caught up.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := st.local.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
 		if _, env := st.admin.call(t, "GET", "/1.0", nil); !strings.Contains(string(env.Metadata), key) {
 			t.Errorf("trustlogd does not see the %s Lambda's write", mode)
 		}
@@ -277,6 +283,11 @@ func TestLambdaHostsMatchLocal(t *testing.T) {
 		if got := invokeLambda(t, mode, h, lambdaReq{method: "POST", path: "/1.0/certificates", cert: &joinPair, body: api.CertificatesPost{Type: "client", TrustToken: tok}}); got.Status != 201 {
 			t.Errorf("%s redeem: %+v", mode, got)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := st.local.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
 		if got := invokeLocal(t, st.local, lambdaReq{method: "GET", path: "/1.0", cert: &joinPair}); got.Auth != "trusted" {
 			t.Errorf("certificate added through the %s Lambda is not trusted by trustlogd: %+v", mode, got)
 		}

@@ -117,7 +117,7 @@ func MainAuthorizer() {
 		lambda.Start(func(context.Context) error { return err })
 		return
 	}
-	l := &lazy{cfg: cfg}
+	l := &Lazy{cfg: cfg}
 	if cfg.Logger == nil {
 		l.cfg.Logger = defaultLogger()
 	}

@@ -106,10 +106,10 @@ func LambdaHandler(mode string, h http.Handler) any {
 	return nil
 }
 
-// lazy starts the Host on first use and again after a failed start, so a
+// Lazy starts the Host on first use and again after a failed start, so a
 // function whose NATS cluster is unreachable at cold start answers 503 in
 // the API's envelope and recovers on a later invocation.
-type lazy struct {
+type Lazy struct {
 	cfg Config
 	mu  sync.Mutex
 	h   *Host
@@ -117,7 +117,7 @@ type lazy struct {
 
 var errUnavailable = &response.Error{Status: http.StatusServiceUnavailable, Message: "Service unavailable: the event store cannot be reached"}
 
-func (l *lazy) host(ctx context.Context) (*Host, error) {
+func (l *Lazy) host(ctx context.Context) (*Host, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.h != nil {
@@ -134,7 +134,7 @@ func (l *lazy) host(ctx context.Context) (*Host, error) {
 	return h, nil
 }
 
-func (l *lazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (l *Lazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, err := l.host(r.Context())
 	if err != nil {
 		response.Fail(w, r, l.cfg.Logger, err)
@@ -143,13 +143,23 @@ func (l *lazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ServeHTTP(w, r)
 }
 
+// Close stops the Host, if it was started.
+func (l *Lazy) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.h != nil {
+		l.h.Close()
+		l.h = nil
+	}
+}
+
 // NewLazy returns an http.Handler that starts a Host for cfg on its first
 // request (and retries after a failure).
-func NewLazy(cfg Config) http.Handler {
+func NewLazy(cfg Config) *Lazy {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &lazy{cfg: cfg}
+	return &Lazy{cfg: cfg}
 }
 
 // Main is the whole main of a function's Lambda: configuration from the
@@ -176,7 +186,7 @@ func MainSweeper() {
 		return
 	}
 	cfg.Logger = log
-	l := &lazy{cfg: cfg}
+	l := &Lazy{cfg: cfg}
 	lambda.Start(func(ctx context.Context, _ events.CloudWatchEvent) error {
 		h, err := l.host(ctx)
 		if err != nil {
