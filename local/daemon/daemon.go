@@ -55,6 +55,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// SnapshotEvery and SnapshotInterval set the snapshot policy: store the
+	// read model once it is SnapshotEvery events past the stored one,
+	// checked every SnapshotInterval (0: the defaults).
+	SnapshotEvery    uint64
+	SnapshotInterval time.Duration
 	// Upstream, if set, puts an HTTP API behind Trustlog (the front door):
 	// "http(s)://host:port[/base]" or "unix:/path". Requests for paths the
 	// API does not serve go there once authenticated, with the caller's
@@ -114,6 +119,12 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if cfg.SnapshotInterval <= 0 {
+		cfg.SnapshotInterval = DefaultSnapshotInterval
+	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger}
 	defer func() {
 		if err != nil {
@@ -139,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.proj = projections.NewProjector(d.store, projections.ProjectorConfig{Logger: d.log})
+	d.proj = projections.NewProjector(d.store, projections.ProjectorConfig{Logger: d.log, Start: restoreSnapshot(ctx, d.store, d.log)})
 	d.wg.Go(func() { _ = d.proj.Run(runCtx) })
 	syncCtx, stop := context.WithTimeout(ctx, time.Minute)
 	defer stop()
@@ -192,6 +203,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.wg.Go(func() { d.followConfig(runCtx) })
 	d.wg.Go(func() { d.handler.RunSweeper(runCtx, SweepInterval) })
 	d.wg.Go(func() { crls.run(runCtx) })
+	d.wg.Go(func() { d.runSnapshots(runCtx) })
 	d.log.Info("trustlogd ready",
 		"https", d.HTTPSAddr(), "unix", d.UnixSocket(),
 		"fingerprint", d.Fingerprint(), "events", d.proj.Snapshot().Seq(),

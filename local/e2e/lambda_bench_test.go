@@ -33,22 +33,34 @@ func lambdaBenchStack(b *testing.B, n int) (string, lambdaReq) {
 }
 
 // BenchmarkLambdaColdStart measures a cold start of a function's host over
-// a stream of 10,000 trusted certificates: connect to NATS, replay the
-// stream into the read model, build the service, and answer a first
+// a stream of 10,000 trusted certificates: connect to NATS, build the read
+// model (replaying the whole stream, or decoding the stored snapshot and
+// replaying nothing after it), build the service, and answer a first
 // authenticated request (HTTP API event, certificate from the gateway).
 func BenchmarkLambdaColdStart(b *testing.B) {
 	url, req := lambdaBenchStack(b, 10_000)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b.ResetTimer()
-	for b.Loop() {
-		h := host.NewLazy(host.Config{NATSURL: url, Gateway: host.GatewayHTTP, Functions: []string{"certificates"}, Logger: log})
-		if got := invokeLambda(b, host.GatewayHTTP, h, req); got.Status != 200 {
-			b.Fatalf("first request: %+v", got)
+	cold := func(b *testing.B) {
+		for b.Loop() {
+			h := host.NewLazy(host.Config{NATSURL: url, Gateway: host.GatewayHTTP, Functions: []string{"certificates"}, Logger: log})
+			if got := invokeLambda(b, host.GatewayHTTP, h, req); got.Status != 200 {
+				b.Fatalf("first request: %+v", got)
+			}
+			b.StopTimer()
+			h.Close()
+			b.StartTimer()
 		}
-		b.StopTimer()
-		h.Close()
-		b.StartTimer()
 	}
+	b.Run("replay", cold)
+	h, err := host.Start(context.Background(), host.Config{NATSURL: url, Gateway: host.GatewayHTTP, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if saved, err := h.SaveSnapshot(context.Background(), 0); !saved || err != nil {
+		b.Fatalf("save snapshot: %v %v", saved, err)
+	}
+	h.Close()
+	b.Run("snapshot", cold)
 }
 
 // BenchmarkLambdaWarm measures one warm invocation: the adapter, the

@@ -431,3 +431,34 @@ func TestLambdaAuthorizer(t *testing.T) {
 		t.Errorf("HTTP authorizer after removal: %+v", r)
 	}
 }
+
+// TestLambdaSnapshotColdStart: a host started after a snapshot was stored
+// begins from it, and what happened after the snapshot still counts.
+func TestLambdaSnapshotColdStart(t *testing.T) {
+	t.Parallel()
+	st := startLambdaStack(t, nil)
+	pair, cert := newCert(t, "", "before")
+	st.admin.trust(t, cert, "before")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if saved, err := st.hosts[host.GatewayHTTP].SaveSnapshot(ctx, 0); !saved || err != nil {
+		t.Fatalf("save snapshot: %v %v", saved, err)
+	}
+	st.admin.call(t, "DELETE", "/1.0/certificates/"+fingerprintOf(cert), nil)
+	var logBuf bytes.Buffer
+	h, err := host.Start(ctx, host.Config{NATSURL: st.url, Gateway: host.GatewayHTTP, Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	if !strings.Contains(logBuf.String(), "read model restored from a snapshot") {
+		t.Errorf("snapshot refused:\n%s", logBuf.String())
+	}
+	if got := invokeLambda(t, host.GatewayHTTP, h, lambdaReq{method: "GET", path: "/1.0", cert: &pair}); got.Auth != "untrusted" {
+		t.Errorf("certificate removed after the snapshot: %+v", got)
+	}
+	// Not saved again when fewer than `every` events passed.
+	if saved, err := h.SaveSnapshot(ctx, 1000); saved || err != nil {
+		t.Errorf("SaveSnapshot(1000) right after one = %v, %v", saved, err)
+	}
+}

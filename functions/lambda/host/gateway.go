@@ -176,7 +176,12 @@ func Main(functions ...string) {
 	lambda.Start(LambdaHandler(cfg.Gateway, NewLazy(cfg)))
 }
 
-// MainSweeper is the main of the scheduled function that expires tokens.
+// SnapshotEvery is how many events past the stored snapshot the sweeper
+// lets the stream move before it stores a new one.
+const SnapshotEvery = 1000
+
+// MainSweeper is the main of the scheduled function that expires tokens
+// and keeps the read-model snapshot fresh.
 func MainSweeper() {
 	log := slog.Default()
 	cfg, err := ConfigFromEnv(envGetter)
@@ -196,6 +201,12 @@ func MainSweeper() {
 		defer cancel()
 		n, err := h.Sweep(ctx)
 		log.Info("token sweep", "expired", n, "err", err)
+		if err != nil {
+			return err
+		}
+		// The sweeper also keeps the snapshot cold starts begin from.
+		saved, err := h.SaveSnapshot(ctx, SnapshotEvery)
+		log.Info("snapshot", "saved", saved, "err", err)
 		return err
 	})
 }

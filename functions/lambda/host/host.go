@@ -200,7 +200,14 @@ func Start(ctx context.Context, cfg Config) (_ *Host, err error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	h.proj = projections.NewProjector(h.store, projections.ProjectorConfig{Logger: h.log})
+	var start *projections.Model
+	if m, err := natsstore.RestoreModel(ctx, h.store, projections.DecodeSnapshot); err == nil {
+		start = m
+		h.log.Info("read model restored from a snapshot", "seq", m.Seq())
+	} else if !errors.Is(err, natsstore.ErrNoSnapshot) {
+		h.log.Warn("snapshot not used: replaying the whole stream", "err", err)
+	}
+	h.proj = projections.NewProjector(h.store, projections.ProjectorConfig{Logger: h.log, Start: start})
 	h.wg.Go(func() { _ = h.proj.Run(runCtx) })
 	if err := h.proj.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("host: replaying the event stream: %w", err)
@@ -229,6 +236,21 @@ func (h *Host) Sweep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return h.svc.Sweep(ctx, h.cfg.Now())
+}
+
+// SaveSnapshot stores the read model as the snapshot cold starts begin
+// from, if it is at least every events past the stored one. It returns
+// whether it stored one.
+func (h *Host) SaveSnapshot(ctx context.Context, every uint64) (bool, error) {
+	if err := h.catchUp(ctx); err != nil {
+		return false, err
+	}
+	m := h.proj.Snapshot()
+	if m.Seq() < h.store.LastSnapshotSeq(ctx)+every {
+		return false, nil
+	}
+	_, err := natsstore.SaveModel(ctx, h.store, m, projections.EncodeSnapshot, 0)
+	return err == nil, err
 }
 
 // Model returns the read model's current snapshot.

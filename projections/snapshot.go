@@ -1,0 +1,170 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SnapshotVersion is the format version of EncodeSnapshot. A snapshot of
+// another version is refused (and the stream replayed from the start).
+const SnapshotVersion = 1
+
+// ErrSnapshotVersion reports a snapshot written by another format version.
+var ErrSnapshotVersion = errors.New("projections: snapshot of an unknown format version")
+
+// snapshot is the serialised form of a Model: what the fold produced, not
+// the events. Derived indexes (pending tokens by secret, certificates of
+// identities) are rebuilt on decode.
+type snapshot struct {
+	Version    int
+	Seq        uint64
+	Hash       string
+	Broken     uint64
+	Skipped    uint64
+	Certs      []snapCert
+	Config     map[string]string
+	Tokens     []Token
+	CA         *snapCA
+	CRL        *snapCRL
+	CRLPending *snapCRL
+	Identities []snapIdentity
+}
+
+type snapCert struct {
+	Fingerprint, Name, Type string
+	Restricted              bool
+	Projects                []string
+	Description, PEM        string
+}
+
+type snapCA struct{ PEM, Fingerprint string }
+
+type snapCRL struct {
+	IssuerFingerprint, Number string
+	ThisUpdate, NextUpdate    time.Time
+	SHA256                    string
+	Total                     int
+	UpdatedAt                 time.Time
+	Parts, Seen               int
+	Revoked                   []string
+}
+
+type snapIdentity struct {
+	ID, AuthMethod, Name, Issuer, Subject, Access string
+	Projects                                      []string
+	Pending                                       bool
+	TokenID, Fingerprint, PEM                     string
+	CreatedAt, GrantedAt                          time.Time
+}
+
+// EncodeSnapshot serialises m (gob): a cold start decodes it and replays
+// only the events after m.Seq(), instead of the whole stream.
+func EncodeSnapshot(m *Model) ([]byte, error) {
+	s := snapshot{
+		Version: SnapshotVersion, Seq: m.seq, Hash: m.hash, Broken: m.broken, Skipped: m.skipped,
+		Config: m.config, Certs: make([]snapCert, 0, m.ncerts),
+	}
+	for _, c := range m.Certificates() {
+		s.Certs = append(s.Certs, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
+	}
+	for _, t := range m.Tokens() {
+		s.Tokens = append(s.Tokens, *t)
+	}
+	if m.ca != nil {
+		s.CA = &snapCA{PEM: m.ca.PEM, Fingerprint: m.ca.Fingerprint}
+	}
+	s.CRL, s.CRLPending = crlOut(m.crl), crlOut(m.crlPending)
+	for _, i := range m.identities {
+		s.Identities = append(s.Identities, snapIdentity{
+			ID: i.ID, AuthMethod: i.AuthMethod, Name: i.Name, Issuer: i.Issuer, Subject: i.Subject, Access: i.Access,
+			Projects: i.Projects, Pending: i.Pending, TokenID: i.TokenID, Fingerprint: i.Fingerprint, PEM: i.PEM,
+			CreatedAt: i.CreatedAt, GrantedAt: i.GrantedAt,
+		})
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
+		return nil, fmt.Errorf("projections: encode snapshot: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeSnapshot rebuilds the Model EncodeSnapshot serialised.
+func DecodeSnapshot(raw []byte) (*Model, error) {
+	var s snapshot
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&s); err != nil {
+		return nil, fmt.Errorf("projections: decode snapshot: %w", err)
+	}
+	if s.Version != SnapshotVersion {
+		return nil, fmt.Errorf("%w: %d", ErrSnapshotVersion, s.Version)
+	}
+	b := NewBuilder(nil)
+	b.m.seq, b.m.hash, b.m.broken, b.m.skipped = s.Seq, s.Hash, s.Broken, s.Skipped
+	for k, v := range s.Config {
+		b.config()[k] = v
+	}
+	for _, c := range s.Certs {
+		sum, ok := ParseFingerprint(c.Fingerprint)
+		if !ok {
+			return nil, fmt.Errorf("projections: snapshot: bad fingerprint %q", c.Fingerprint)
+		}
+		b.putCert(sum, &Certificate{
+			Fingerprint: c.Fingerprint, Name: c.Name, Type: c.Type, Restricted: c.Restricted,
+			Projects: nonNil(c.Projects), Description: c.Description, PEM: c.PEM, parsed: newLazyCert(c.PEM),
+		})
+	}
+	for i := range s.Tokens {
+		t := s.Tokens[i]
+		t.Projects, t.Addresses = nonNil(t.Projects), nonNil(t.Addresses)
+		b.tokenShard(t.ID)[t.ID] = &t
+		if t.Pending() {
+			b.bySecret()[t.SecretHash] = t.ID
+		}
+	}
+	if s.CA != nil {
+		b.m.ca = &CA{PEM: s.CA.PEM, Fingerprint: s.CA.Fingerprint, Cert: parsePEM(s.CA.PEM)}
+	}
+	b.m.crl, b.m.crlPending = crlIn(s.CRL), crlIn(s.CRLPending)
+	for _, si := range s.Identities {
+		i := &Identity{
+			ID: si.ID, AuthMethod: si.AuthMethod, Name: si.Name, Issuer: si.Issuer, Subject: si.Subject, Access: si.Access,
+			Projects: nonNil(si.Projects), Pending: si.Pending, TokenID: si.TokenID, Fingerprint: si.Fingerprint, PEM: si.PEM,
+			CreatedAt: si.CreatedAt, GrantedAt: si.GrantedAt,
+		}
+		if si.PEM != "" {
+			i.parsed = newLazyCert(si.PEM)
+		}
+		b.identityMap()[i.ID] = i
+		if sum, ok := ParseFingerprint(i.Fingerprint); ok && !i.Pending {
+			b.certIdentities()[sum] = i.ID
+		}
+	}
+	return b.Model(), nil
+}
+
+func crlOut(c *CRL) *snapCRL {
+	if c == nil {
+		return nil
+	}
+	return &snapCRL{
+		IssuerFingerprint: c.IssuerFingerprint, Number: c.Number, ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate,
+		SHA256: c.SHA256, Total: c.Total, UpdatedAt: c.UpdatedAt, Parts: c.parts, Seen: c.seen, Revoked: c.Serials(),
+	}
+}
+
+func crlIn(s *snapCRL) *CRL {
+	if s == nil {
+		return nil
+	}
+	c := &CRL{
+		IssuerFingerprint: s.IssuerFingerprint, Number: s.Number, ThisUpdate: s.ThisUpdate, NextUpdate: s.NextUpdate,
+		SHA256: s.SHA256, Total: s.Total, UpdatedAt: s.UpdatedAt, parts: s.Parts, seen: s.Seen,
+		revoked: make(map[string]struct{}, len(s.Revoked)),
+	}
+	for _, r := range s.Revoked {
+		c.revoked[r] = struct{}{}
+	}
+	return c
+}
