@@ -208,6 +208,9 @@ func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn 
 	if idle <= 0 {
 		idle = time.Second
 	}
+	if contact == nil {
+		contact = func(time.Time) {}
+	}
 	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if from > 1 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -253,6 +256,47 @@ func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn 
 		contact(time.Now())
 		fn(events.Record{Seq: meta.Sequence.Stream, Raw: msg.Data()}, meta.NumPending)
 	}
+}
+
+// SeqAt returns the sequence of the first event the stream stored at or
+// after t (LastSeq()+1 when there is none), found by binary search over the
+// stored messages' times, and the time of the first stored event (zero for
+// an empty stream).
+func (s *Store) SeqAt(ctx context.Context, t time.Time) (uint64, time.Time, error) {
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("natsstore: seq at: %w", err)
+	}
+	info := st.CachedInfo()
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return last + 1, time.Time{}, nil
+	}
+	timeOf := func(seq uint64) (time.Time, error) {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("natsstore: seq at %d: %w", seq, err)
+		}
+		return m.Time, nil
+	}
+	firstTime, err := timeOf(first)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	lo, hi := first, last+1 // the answer is in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		mt, err := timeOf(mid)
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		if mt.Before(t) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, firstTime, nil
 }
 
 // Read returns the stored records with sequences in [from, to], in order,

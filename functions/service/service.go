@@ -27,6 +27,7 @@ import (
 	"github.com/trustlog/trustlog/functions/sealing"
 	"github.com/trustlog/trustlog/functions/serverinfo"
 	"github.com/trustlog/trustlog/functions/tokens"
+	"github.com/trustlog/trustlog/functions/watch"
 )
 
 // The functions, as hosts deploy them: each serves its routes.
@@ -63,6 +64,10 @@ type Config struct {
 	// it the API still serves everything but issuing tokens (read-only
 	// hosts, such as a Lambda started without its secret).
 	SealingKey []byte
+	// Feed, if set, serves the event stream to clients (the /1.0/events
+	// websocket, server-sent events for `trustlog monitor`, the audit
+	// endpoints) when every function is served.
+	Feed watch.Feed
 	// Fallback, if set, receives every admitted request no route matches
 	// (the front door: see package frontdoor).
 	Fallback http.Handler
@@ -176,6 +181,9 @@ func New(cfg Config) (*Service, error) {
 	var routes []gate.Route
 	for _, f := range serve {
 		routes = append(routes, byFunction[f]...)
+	}
+	if cfg.Feed != nil && len(cfg.Functions) == 0 {
+		routes = append(routes, watch.New(cfg.Feed, auth, cfg.Now, cfg.Logger).Routes()...)
 	}
 	return &Service{
 		handler: gate.New(gate.Config{

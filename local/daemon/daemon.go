@@ -171,6 +171,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	svc := service.Config{
 		Fallback:   fallback,
+		Feed:       d.store,
 		SealingKey: key,
 		Stream:     d.store,
 		Model:      d.proj,

@@ -1,0 +1,103 @@
+// Package watch follows the event stream for clients: LXD/Incus lifecycle
+// events over the /1.0/events websocket (so `incus monitor` shows trust
+// changes), Trustlog's own server-sent stream of CloudEvents for
+// `trustlog monitor`, and the audit endpoints (chain verification, the
+// trust store as it was, the history of one subject).
+//
+// Long-lived streams re-check their caller's trust as they go: when a
+// client is removed or revoked, its streams end.
+package watch
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/authn"
+	"github.com/trustlog/trustlog/functions/gate"
+)
+
+// Feed is the event stream as this package reads it (natsstore.Store
+// implements it).
+type Feed interface {
+	// LastSeq returns the sequence of the newest event (0 for none).
+	LastSeq(ctx context.Context) (uint64, error)
+	// Follow calls fn for every event from sequence from on, in order,
+	// until ctx ends; pending is how many are known to follow.
+	Follow(ctx context.Context, from uint64, idle time.Duration, fn func(rec events.Record, pending uint64), contact func(time.Time)) error
+	// SeqAt returns the sequence of the first event stored at or after t
+	// (LastSeq()+1 if none), and the time of the first stored event.
+	SeqAt(ctx context.Context, t time.Time) (uint64, time.Time, error)
+}
+
+// Handler serves the watch routes.
+type Handler struct {
+	feed Feed
+	auth *authn.Authenticator
+	now  func() time.Time
+	log  *slog.Logger
+	// recheck is how often a stream re-checks its caller's trust when no
+	// event arrives.
+	recheck time.Duration
+}
+
+// New returns a Handler over feed; auth re-checks callers of long-lived
+// streams.
+func New(feed Feed, auth *authn.Authenticator, now func() time.Time, log *slog.Logger) *Handler {
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Handler{feed: feed, auth: auth, now: now, log: log, recheck: time.Second}
+}
+
+// Routes returns the routes of the handler.
+func (h *Handler) Routes() []gate.Route {
+	return []gate.Route{
+		{Method: "GET", Path: "/1.0/events", Handler: http.HandlerFunc(h.lifecycle)},
+		{Method: "GET", Path: "/1.0/trustlog/events", Handler: http.HandlerFunc(h.monitor)},
+		{Method: "GET", Path: "/1.0/trustlog/audit/verify", Handler: http.HandlerFunc(h.verify)},
+		{Method: "GET", Path: "/1.0/trustlog/audit/history", Handler: http.HandlerFunc(h.history)},
+		{Method: "GET", Path: "/1.0/trustlog/audit/trust", Handler: http.HandlerFunc(h.trustAt)},
+	}
+}
+
+// stillTrusted reports whether the caller of r is still who it was: the
+// same identity, still trusted (a removed or revoked client is not).
+func (h *Handler) stillTrusted(r *http.Request, was authn.Identity) bool {
+	if was.Method == authn.MethodUnix {
+		return true
+	}
+	now := h.auth.Authenticate(r)
+	return now.Trusted && !now.Ungranted() && now.Name == was.Name && now.Admin() == was.Admin()
+}
+
+// visible reports whether the caller id may see the event p: admins see
+// everything; other callers only what concerns their own certificate or
+// identity.
+func visible(id authn.Identity, p events.Payload) bool {
+	if id.Admin() {
+		return true
+	}
+	switch e := p.(type) {
+	case *events.CertificateTrusted:
+		return e.Fingerprint == id.Fingerprint
+	case *events.CertificateUpdated:
+		return e.Fingerprint == id.Fingerprint || e.NewFingerprint == id.Fingerprint
+	case *events.CertificateRemoved:
+		return e.Fingerprint == id.Fingerprint
+	case *events.IdentityCreated:
+		return id.IdentityID != "" && e.ID == id.IdentityID
+	case *events.IdentityGranted:
+		return id.IdentityID != "" && e.ID == id.IdentityID
+	case *events.IdentityActivated:
+		return id.IdentityID != "" && e.ID == id.IdentityID
+	case *events.IdentityRemoved:
+		return id.IdentityID != "" && e.ID == id.IdentityID
+	}
+	return false
+}
