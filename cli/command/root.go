@@ -48,7 +48,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(e.remoteCmd(), e.infoCmd(), e.configCmd(), e.queryCmd(), e.pkiCmd(), e.authCmd())
+	root.AddCommand(e.remoteCmd(), e.infoCmd(), e.configCmd(), e.queryCmd(), e.pkiCmd(), e.authCmd(), e.auditCmd())
 	return root.ExecuteContext(ctx)
 }
 

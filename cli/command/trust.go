@@ -200,7 +200,7 @@ func shortFingerprint(fp string) string {
 }
 
 func (e *env) trustListCmd() *cobra.Command {
-	var format, columns string
+	var format, columns, at string
 	cmd := &cobra.Command{
 		Use:     "list [<remote>:]",
 		Aliases: []string{"ls"},
@@ -225,7 +225,12 @@ The default is ntcfier. JSON and YAML print the whole entries.`,
 				return err
 			}
 			var certs []api.Certificate
-			if _, err := c.Get(cmd.Context(), "/1.0/certificates?recursion=1&filter=", &certs); err != nil {
+			path := "/1.0/certificates?recursion=1&filter="
+			if at != "" {
+				// The trust store as it was, folded from the log by the server.
+				path = "/1.0/trustlog/audit/trust?at=" + url.QueryEscape(at)
+			}
+			if _, err := c.Get(cmd.Context(), path, &certs); err != nil {
 				return err
 			}
 			slices.SortStableFunc(certs, func(a, b api.Certificate) int {
@@ -247,6 +252,7 @@ The default is ntcfier. JSON and YAML print the whole entries.`,
 	}
 	formatFlag(cmd, &format)
 	cmd.Flags().StringVarP(&columns, "columns", "c", defaultCertColumns, "columns of the table and CSV formats (see above)")
+	cmd.Flags().StringVar(&at, "at", "", "show the trust store as it was after an event sequence number or at an RFC 3339 time")
 	return cmd
 }
 

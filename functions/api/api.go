@@ -203,3 +203,37 @@ type IdentitiesTLSPost struct {
 	Access   string   `json:"access,omitempty" yaml:"access,omitempty"`
 	Projects []string `json:"projects,omitempty" yaml:"projects,omitempty"`
 }
+
+// AuditVerification is GET /1.0/trustlog/audit/verify: the hash chain
+// recomputed over the whole event log.
+type AuditVerification struct {
+	// Events is how many events were checked; LastSeq and LastHash the
+	// position reached.
+	Events   uint64 `json:"events" yaml:"events"`
+	LastSeq  uint64 `json:"last_seq" yaml:"last_seq"`
+	LastHash string `json:"last_hash" yaml:"last_hash"`
+	// FirstBreak is the first sequence whose prevhash does not match the
+	// previous event, 0 if the chain is whole.
+	FirstBreak uint64 `json:"first_break" yaml:"first_break"`
+	// Undecodable lists the sequences that are not valid envelopes.
+	Undecodable []uint64 `json:"undecodable" yaml:"undecodable"`
+	// OK is true when the chain is whole and every event decodes.
+	OK bool `json:"ok" yaml:"ok"`
+}
+
+// AuditEntry is one event of GET /1.0/trustlog/audit/history.
+type AuditEntry struct {
+	Seq     uint64     `json:"seq" yaml:"seq"`
+	Time    time.Time  `json:"time" yaml:"time"`
+	Type    string     `json:"type" yaml:"type"`
+	Action  string     `json:"action" yaml:"action"`
+	Subject string     `json:"subject" yaml:"subject"`
+	Actor   AuditActor `json:"actor" yaml:"actor"`
+}
+
+// AuditActor is who caused an event: name, authentication method, address.
+type AuditActor struct {
+	Username string `json:"username" yaml:"username"`
+	Protocol string `json:"protocol" yaml:"protocol"`
+	Address  string `json:"address" yaml:"address"`
+}

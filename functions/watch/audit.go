@@ -17,30 +17,10 @@ import (
 )
 
 // Verification is the result of GET /1.0/trustlog/audit/verify.
-type Verification struct {
-	// Events is how many events were checked; LastSeq and LastHash the
-	// position reached.
-	Events   uint64 `json:"events" yaml:"events"`
-	LastSeq  uint64 `json:"last_seq" yaml:"last_seq"`
-	LastHash string `json:"last_hash" yaml:"last_hash"`
-	// FirstBreak is the first sequence whose prevhash does not match the
-	// previous event, 0 if the chain is whole.
-	FirstBreak uint64 `json:"first_break" yaml:"first_break"`
-	// Undecodable lists the sequences that are not valid envelopes.
-	Undecodable []uint64 `json:"undecodable" yaml:"undecodable"`
-	// OK is true when the chain is whole and every event decodes.
-	OK bool `json:"ok" yaml:"ok"`
-}
+type Verification = api.AuditVerification
 
 // HistoryEntry is one event of GET /1.0/trustlog/audit/history.
-type HistoryEntry struct {
-	Seq     uint64    `json:"seq" yaml:"seq"`
-	Time    time.Time `json:"time" yaml:"time"`
-	Type    string    `json:"type" yaml:"type"`
-	Action  string    `json:"action" yaml:"action"`
-	Subject string    `json:"subject" yaml:"subject"`
-	Actor   Requestor `json:"actor" yaml:"actor"`
-}
+type HistoryEntry = api.AuditEntry
 
 // scanTimeout bounds a whole-stream scan.
 const scanTimeout = 2 * time.Minute
@@ -231,7 +211,7 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		e := HistoryEntry{Seq: rec.Seq, Time: env.Time, Type: env.Type, Subject: env.Subject,
-			Actor: Requestor{Username: env.ActorName, Protocol: env.ActorMethod, Address: env.ActorAddress}}
+			Actor: api.AuditActor{Username: env.ActorName, Protocol: env.ActorMethod, Address: env.ActorAddress}}
 		if l, ok := LifecycleOf(env, p); ok {
 			e.Action = l.Action
 		}

@@ -278,6 +278,18 @@ func TestAudit(t *testing.T) {
 		t.Errorf("history: %+v", hist)
 	}
 
+	// The same through the CLI.
+	conf := t.TempDir()
+	if out := trustlogCLI(t, s, conf, "audit", "verify"); !strings.Contains(out, "The hash chain is whole.") {
+		t.Errorf("trustlog audit verify:\n%s", out)
+	}
+	if out := trustlogCLI(t, s, conf, "audit", "history", "alice", "--format", "csv"); !strings.Contains(out, "certificate-created") || !strings.Contains(out, "certificate-deleted") {
+		t.Errorf("trustlog audit history alice:\n%s", out)
+	}
+	if out := trustlogCLI(t, s, conf, "config", "trust", "list", "--at", strconv.FormatUint(atTrusted, 10), "--format", "csv"); !strings.Contains(out, "alice") {
+		t.Errorf("trustlog config trust list --at:\n%s", out)
+	}
+
 	// Write behind Trustlog's back: a record that is no envelope.
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
