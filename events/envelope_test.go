@@ -165,6 +165,7 @@ func TestPayload(t *testing.T) {
 func TestTypes(t *testing.T) {
 	t.Parallel()
 	want := []string{
+		"trustlog.audit.denied.v1",
 		"trustlog.certificate.removed.v1",
 		"trustlog.certificate.trusted.v1",
 		"trustlog.certificate.updated.v1",

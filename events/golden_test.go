@@ -158,6 +158,17 @@ var goldenPayloads = []events.Payload{
 		ID:   "3f1e2d4c5b6a79880f1e2d3c4b5a6978",
 		Name: "alice@example.com",
 	},
+	&events.AccessDenied{
+		Kind:        events.DeniedRedemption,
+		ActorName:   goldenFP2,
+		ActorMethod: "untrusted",
+		Address:     "198.51.100.7",
+		Route:       "POST /1.0/certificates",
+		Status:      403,
+		Count:       42,
+		First:       time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC),
+		Last:        time.Date(2026, 11, 22, 9, 0, 59, 0, time.UTC),
+	},
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

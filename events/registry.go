@@ -24,6 +24,7 @@ var registry = map[string]func() Payload{
 	IdentityGranted{}.EventType():    func() Payload { return &IdentityGranted{} },
 	IdentityActivated{}.EventType():  func() Payload { return &IdentityActivated{} },
 	IdentityRemoved{}.EventType():    func() Payload { return &IdentityRemoved{} },
+	AccessDenied{}.EventType():       func() Payload { return &AccessDenied{} },
 }
 
 // Types returns every event type this version of Trustlog decodes, sorted.

@@ -63,10 +63,19 @@ type Config struct {
 	// Recorder, if set, records the identity of an OIDC user on their
 	// first authenticated request.
 	Recorder Recorder
+	// Denials, if set, is told about every refused request after it is
+	// answered, to record attempts worth auditing.
+	Denials Denials
 	// Fallback, if set, serves every request no route matches, for
 	// trusted callers with some access (the front door to an upstream);
 	// others get 401/403 as on any route. Nil answers 404.
 	Fallback http.Handler
+}
+
+// Denials counts refused requests (package denials implements it). Denied
+// must not block.
+type Denials interface {
+	Denied(id authn.Identity, r *http.Request, route string, status int)
 }
 
 // Recorder records identities that authenticated but are not in the read
@@ -112,18 +121,26 @@ func New(cfg Config, routes ...Route) http.Handler {
 func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 	a, obs, route := cfg.Authenticator, cfg.Observer, rt.Method+" "+rt.Path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if obs != nil {
+		var id authn.Identity
+		if obs != nil || cfg.Denials != nil {
 			start := cfg.Now()
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			w = sw
-			defer func() { obs.Served(route, sw.status, cfg.Now().Sub(start)) }()
+			defer func() {
+				if obs != nil {
+					obs.Served(route, sw.status, cfg.Now().Sub(start))
+				}
+				if cfg.Denials != nil && sw.status >= 400 {
+					cfg.Denials.Denied(id, r, route, sw.status)
+				}
+			}()
 		}
 		switch r.Header.Get("Sec-Fetch-Site") {
 		case "cross-site", "same-site":
 			response.Fail(w, r, log, response.Forbidden("Forbidden Sec-Fetch-Site header value"))
 			return
 		}
-		id := a.Authenticate(r)
+		id = a.Authenticate(r)
 		if id.Challenge && cfg.Challenge != nil {
 			if obs != nil {
 				obs.Authenticated(id, false)

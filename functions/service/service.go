@@ -19,6 +19,7 @@ import (
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/certificates"
 	"github.com/trustlog/trustlog/functions/commit"
+	"github.com/trustlog/trustlog/functions/denials"
 	"github.com/trustlog/trustlog/functions/gate"
 	"github.com/trustlog/trustlog/functions/identities"
 	"github.com/trustlog/trustlog/functions/metrics"
@@ -114,6 +115,16 @@ func (c Config) Validate() error {
 type Service struct {
 	handler http.Handler
 	tokens  *tokens.Handler
+	denials *denials.Recorder
+}
+
+// FlushDenials records the refused attempts counted since the last flush
+// (aggregated AccessDenied events) and returns how many events it wrote.
+func (s *Service) FlushDenials(ctx context.Context) (int, error) { return s.denials.Flush(ctx) }
+
+// RunDenials flushes refused attempts every interval until ctx ends.
+func (s *Service) RunDenials(ctx context.Context, interval time.Duration) {
+	s.denials.Run(ctx, interval)
 }
 
 // ServeHTTP implements http.Handler.
@@ -165,6 +176,7 @@ func New(cfg Config) (*Service, error) {
 		Now: cfg.Now, Random: cfg.Random, NewID: cfg.NewID, Log: cfg.Logger,
 	})
 	ids := identities.New(cfg.Model, c, tok, cfg.Now, cfg.Logger)
+	refused := denials.New(c, cfg.Now, cfg.Logger)
 	met := metrics.New(cfg.Model, cfg.Stream, cfg.Now)
 	byFunction := map[string][]gate.Route{
 		FunctionServer:       serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).WithOIDC(cfg.OIDC).Routes(),
@@ -187,9 +199,10 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		handler: gate.New(gate.Config{
-			Authenticator: auth, Observer: met, Logger: cfg.Logger, Recorder: ids, Fallback: cfg.Fallback,
+			Authenticator: auth, Observer: met, Logger: cfg.Logger, Recorder: ids, Fallback: cfg.Fallback, Denials: refused,
 			Challenge: func(h http.Header) { oidc.SettingsOf(model.Snapshot()).Challenge(h) },
 		}, routes...),
-		tokens: tok,
+		tokens:  tok,
+		denials: refused,
 	}, nil
 }

@@ -166,6 +166,8 @@ func subjectOf(p events.Payload) []string {
 		return []string{e.ID, e.Name, e.Fingerprint}
 	case *events.IdentityRemoved:
 		return []string{e.ID, e.Name}
+	case *events.AccessDenied:
+		return []string{e.ActorName}
 	}
 	return nil
 }
@@ -214,6 +216,8 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 			Actor: api.AuditActor{Username: env.ActorName, Protocol: env.ActorMethod, Address: env.ActorAddress}}
 		if l, ok := LifecycleOf(env, p); ok {
 			e.Action = l.Action
+		} else if d, ok := p.(*events.AccessDenied); ok {
+			e.Action = fmt.Sprintf("denied-%s (%d× %s, %d)", d.Kind, d.Count, d.Route, d.Status)
 		}
 		out = append(out, e)
 	})

@@ -35,6 +35,10 @@ import (
 // TokenExpired event is at most this late.
 const SweepInterval = 30 * time.Second
 
+// DenialFlushInterval is how often refused attempts (failed redemptions,
+// refused changes) are recorded, aggregated, in the event log.
+const DenialFlushInterval = time.Minute
+
 // Config configures a daemon. Only Dir is required.
 type Config struct {
 	// Dir is the data directory: server certificate, unix socket, NATS store.
@@ -205,6 +209,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.wg.Go(func() { d.handler.RunSweeper(runCtx, SweepInterval) })
 	d.wg.Go(func() { crls.run(runCtx) })
 	d.wg.Go(func() { d.runSnapshots(runCtx) })
+	d.wg.Go(func() { d.handler.RunDenials(runCtx, DenialFlushInterval) })
 	d.log.Info("trustlogd ready",
 		"https", d.HTTPSAddr(), "unix", d.UnixSocket(),
 		"fingerprint", d.Fingerprint(), "events", d.proj.Snapshot().Seq(),

@@ -317,3 +317,72 @@ func TestAudit(t *testing.T) {
 		t.Errorf("verify after the next write: %+v", v)
 	}
 }
+
+// TestDeniedAttemptsAggregated: a flood of failed redemptions and refused
+// changes becomes a handful of AccessDenied events with counts, without
+// the token text, and shows in the caller's history.
+func TestDeniedAttemptsAggregated(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	strangerPair, stranger := newCert(t, "", "stranger")
+	restrictedPair, restricted := newCert(t, "", "restricted")
+	s.call(t, "POST", "/1.0/certificates", api.CertificatesPost{Name: "restricted", Restricted: true, Projects: []string{"web"},
+		Certificate: base64.StdEncoding.EncodeToString(restricted.Raw)})
+	base := "https://" + s.d.HTTPSAddr()
+	garbage := api.CertificateAddToken{ClientName: "x", Fingerprint: strings.Repeat("a", 64), Addresses: []string{"127.0.0.1:1"},
+		Secret: strings.Repeat("f", 64)}.Encode()
+	before := s.lastSeq(t)
+	for range 50 {
+		if code, _ := do(t, tlsClient(&strangerPair), "POST", base+"/1.0/certificates", api.CertificatesPost{Type: "client", TrustToken: garbage}); code != 403 {
+			t.Fatalf("garbage token: %d", code)
+		}
+	}
+	for range 20 {
+		if code, _ := do(t, tlsClient(&restrictedPair), "PATCH", base+"/1.0", api.ServerPut{Config: map[string]string{"user.x": "1"}}); code != 403 {
+			t.Fatalf("restricted PATCH: %d", code)
+		}
+	}
+	if s.lastSeq(t) != before {
+		t.Fatal("refused requests appended events before the flush")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := s.d.Service().FlushDenials(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("FlushDenials = %d, %v; want 2 events", n, err)
+	}
+	if err := s.d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.d.Store().Read(ctx, before+1, s.lastSeq(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, rec := range recs {
+		if strings.Contains(string(rec.Raw), garbage) || strings.Contains(string(rec.Raw), strings.Repeat("f", 64)) {
+			t.Error("token text in an AccessDenied event")
+		}
+		env, _ := events.Decode(rec.Raw)
+		p, _ := env.Payload()
+		if d, ok := p.(*events.AccessDenied); ok {
+			counts[d.Kind+" "+d.ActorName] += d.Count
+		}
+	}
+	want := map[string]int{"token-redemption " + fingerprintOf(stranger): 50, "admin " + fingerprintOf(restricted): 20}
+	for k, v := range want {
+		if counts[k] != v {
+			t.Errorf("counts = %v, want %v", counts, want)
+			break
+		}
+	}
+	var hist []api.AuditEntry
+	_, env := s.call(t, "GET", "/1.0/trustlog/audit/history?subject="+fingerprintOf(stranger), nil)
+	_ = json.Unmarshal(env.Metadata, &hist)
+	if len(hist) != 1 || !strings.Contains(hist[0].Action, "denied-token-redemption (50×") {
+		t.Errorf("history of the stranger: %+v", hist)
+	}
+	if n, _ := s.d.Service().FlushDenials(ctx); n != 0 {
+		t.Errorf("second flush wrote %d events, want 0", n)
+	}
+}
