@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +39,57 @@ type server struct {
 	d     *daemon.Daemon
 	admin *http.Client
 	log   *bytes.Buffer
+
+	mu      sync.Mutex
+	secrets []string // token secrets handed out in the test
+}
+
+// newServer wraps a started daemon. When the test ends (before the daemon
+// closes) it scans every event the test stored: no private key and no
+// token secret handed out may appear in the log, nor in the daemon's log.
+func newServer(t testing.TB, d *daemon.Daemon, log *bytes.Buffer) *server {
+	t.Helper()
+	if log == nil {
+		log = &bytes.Buffer{}
+	}
+	s := &server{d: d, admin: unixClient(d.UnixSocket()), log: log}
+	t.Cleanup(func() { s.scanForSecrets(t) })
+	return s
+}
+
+// scanForSecrets fails the test if any stored event holds a private key or
+// a token secret handed out during the test.
+func (s *server) scanForSecrets(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	last, err := s.d.Store().LastSeq(ctx)
+	if err != nil {
+		t.Errorf("secret scan: %v", err)
+		return
+	}
+	recs, err := s.d.Store().Read(ctx, 1, last)
+	if err != nil {
+		t.Errorf("secret scan: %v", err)
+		return
+	}
+	s.mu.Lock()
+	secrets := slices.Clone(s.secrets)
+	s.mu.Unlock()
+	for _, rec := range recs {
+		if bytes.Contains(rec.Raw, []byte("PRIVATE KEY")) {
+			t.Errorf("event %d holds a private key", rec.Seq)
+		}
+		for _, secret := range secrets {
+			if bytes.Contains(rec.Raw, []byte(secret)) {
+				t.Errorf("event %d holds a token secret", rec.Seq)
+			}
+		}
+	}
+	for _, secret := range secrets {
+		if strings.Contains(s.log.String(), secret) {
+			t.Error("a token secret appears in the daemon's log")
+		}
+	}
 }
 
 func start(t *testing.T) *server {
@@ -51,7 +103,7 @@ func start(t *testing.T) *server {
 		t.Fatalf("start daemon: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
-	return &server{d: d, admin: unixClient(d.UnixSocket()), log: &logBuf}
+	return newServer(t, d, &logBuf)
 }
 
 // unixClient returns an HTTP client for the daemon's unix socket (admin).

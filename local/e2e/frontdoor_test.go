@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -74,7 +73,7 @@ func TestFrontDoor(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { d.Close() })
-			s := &server{d: d, admin: unixClient(d.UnixSocket()), log: &bytes.Buffer{}}
+			s := newServer(t, d, nil)
 			pair, cert := newCert(t, "", "ci")
 			s.call(t, "POST", "/1.0/certificates", api.CertificatesPost{Name: "ci", Restricted: true, Projects: []string{"web", "db"},
 				Certificate: base64.StdEncoding.EncodeToString(cert.Raw)})
@@ -131,7 +130,7 @@ func TestFrontDoorUpstreamDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	s := &server{d: d, admin: unixClient(d.UnixSocket()), log: &bytes.Buffer{}}
+	s := newServer(t, d, nil)
 	pair, cert := newCert(t, "", "ci")
 	s.trust(t, cert, "ci")
 	code, env := do(t, tlsClient(&pair), "GET", "https://"+d.HTTPSAddr()+"/app", nil)

@@ -32,6 +32,7 @@ func TestTLSIdentities(t *testing.T) {
 	if err := json.Unmarshal(env.Metadata, &tok); err != nil || tok.Type != "Client certificate" || tok.ClientName != "runner" || tok.Secret == "" {
 		t.Fatalf("identity token = %+v (%v)", tok, err)
 	}
+	s.secrets = append(s.secrets, tok.Secret)
 	if _, env := s.call(t, "GET", "/1.0/operations", nil); strings.Contains(string(env.Metadata), "/1.0/operations/") {
 		t.Errorf("an identity token is listed as an operation: %s", env.Metadata)
 	}

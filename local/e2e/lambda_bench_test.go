@@ -27,7 +27,7 @@ func lambdaBenchStack(b *testing.B, n int) (string, lambdaReq) {
 	b.Cleanup(func() { d.Close() })
 	fillTrustStore(b, d, n)
 	pair, cert := p384Cert(b, "lambda-client", false)
-	tb := &server{d: d, admin: unixClient(d.UnixSocket())}
+	tb := newServer(b, d, nil)
 	tb.trust(b, cert, "lambda-client")
 	return ns.ClientURL(), lambdaReq{method: "GET", path: "/1.0/certificates/" + fingerprintOf(cert), cert: &pair}
 }

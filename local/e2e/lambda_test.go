@@ -197,7 +197,7 @@ func startLambdaStack(t *testing.T, sealingKey []byte) *lambdaStack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	st := &lambdaStack{local: d, admin: &server{d: d, admin: unixClient(d.UnixSocket()), log: &logBuf}, hosts: map[string]*host.Host{}, url: ns.ClientURL()}
+	st := &lambdaStack{local: d, admin: newServer(t, d, &logBuf), hosts: map[string]*host.Host{}, url: ns.ClientURL()}
 	for _, mode := range []string{host.GatewayREST, host.GatewayHTTP, host.GatewayALB} {
 		h, err := host.Start(ctx, host.Config{NATSURL: ns.ClientURL(), Gateway: mode, SealingKey: sealingKey,
 			ServerName: "lambda-" + mode, Addresses: []string{"api.example.com:443"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -34,7 +34,7 @@ func startClocked(t *testing.T, clk *clock) *server {
 		t.Fatalf("start daemon: %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
-	return &server{d: d, admin: unixClient(d.UnixSocket()), log: &logBuf}
+	return newServer(t, d, &logBuf)
 }
 
 // configure PATCHes the server configuration through the unix socket.
@@ -196,6 +196,7 @@ func TestOIDCAccessTokens(t *testing.T) {
 	s.enableOIDC(t, p, nil)
 	tok := deviceToken(t, p)
 	auth := "Bearer " + tok.AccessToken
+	s.secrets = append(s.secrets, tok.AccessToken, tok.RefreshToken)
 
 	before := s.lastSeq(t)
 	code, _, env := s.bearer(t, "GET", "/1.0", auth, nil)

@@ -56,6 +56,9 @@ func (s *server) issue(t *testing.T, req api.CertificatesPost) (string, string) 
 	exp, _ := time.Parse(time.RFC3339Nano, m["expiresAt"].(string))
 	tok := api.CertificateAddToken{ClientName: req.Name, Fingerprint: m["fingerprint"].(string), Addresses: addrs,
 		Secret: m["secret"].(string), ExpiresAt: exp}
+	s.mu.Lock()
+	s.secrets = append(s.secrets, tok.Secret)
+	s.mu.Unlock()
 	return tok.Encode(), op.ID
 }
 
@@ -161,7 +164,7 @@ func TestTokenLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	s := &server{d: d, admin: unixClient(d.UnixSocket()), log: &bytes.Buffer{}}
+	s := newServer(t, d, nil)
 	base := "https://" + d.HTTPSAddr()
 	newClient := func() *http.Client { p, _ := newCert(t, "", "c"); return tlsClient(&p) }
 

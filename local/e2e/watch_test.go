@@ -251,7 +251,7 @@ func TestAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	s := &server{d: d, admin: unixClient(d.UnixSocket()), log: &logBuf}
+	s := newServer(t, d, &logBuf)
 	_, a := newCert(t, "", "alice")
 	s.trust(t, a, "alice")
 	atTrusted := s.lastSeq(t)
