@@ -40,7 +40,7 @@ func TestFlood(t *testing.T) {
 		id := authn.Identity{Fingerprint: fmt.Sprintf("fp-%d", i), Address: "192.0.2.1"}
 		r.Denied(id, post, "POST /1.0/certificates", 403)
 		r.Denied(id, post, "POST /1.0/certificates", 403)
-		r.Denied(id, get, "GET /1.0/certificates", 403) // a read: not audited
+		r.Denied(id, get, "GET /1.0/certificates", 403)   // a read: not audited
 		r.Denied(id, post, "POST /1.0/certificates", 400) // not a refusal
 	}
 	wrote, err := r.Flush(ctx)
