@@ -59,6 +59,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// HeaderTimeout bounds the TLS handshake and request headers of the
+	// HTTPS API (0: DefaultHeaderTimeout); MaxConnsPerSource caps
+	// concurrent connections per source address (0: the default).
+	HeaderTimeout     time.Duration
+	MaxConnsPerSource int
 	// SnapshotEvery and SnapshotInterval set the snapshot policy: store the
 	// read model once it is SnapshotEvery events past the stored one,
 	// checked every SnapshotInterval (0: the defaults).
@@ -122,6 +127,12 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if cfg.MaxConnsPerSource <= 0 {
+		cfg.MaxConnsPerSource = DefaultMaxConnsPerSource
 	}
 	if cfg.SnapshotEvery == 0 {
 		cfg.SnapshotEvery = DefaultSnapshotEvery
@@ -335,11 +346,12 @@ func (d *Daemon) reconcileHTTPS() error {
 	srv := &http.Server{
 		Handler:           d.handler,
 		TLSConfig:         d.tlsConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: d.cfg.HeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
+	ln = limitPerSource(ln, d.cfg.MaxConnsPerSource)
 	old := d.https
 	d.https = &httpsServer{want: want, bound: ln.Addr().String(), srv: srv}
 	d.wg.Go(func() { _ = srv.ServeTLS(ln, "", "") })
