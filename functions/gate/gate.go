@@ -6,6 +6,7 @@ package gate
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/response"
+	"github.com/trustlog/trustlog/projections"
 )
 
 // Route is one endpoint: a method and a net/http pattern path.
@@ -63,6 +65,11 @@ type Config struct {
 	// Recorder, if set, records the identity of an OIDC user on their
 	// first authenticated request.
 	Recorder Recorder
+	// Staleness, if set, returns an error while the read model has lost
+	// contact with the event stream for too long: authenticated requests
+	// (other than on the unix socket) then fail closed with it, since a
+	// stale trust store could miss a revocation.
+	Staleness func() error
 	// Denials, if set, is told about every refused request after it is
 	// answered, to record attempts worth auditing.
 	Denials Denials
@@ -164,6 +171,12 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 			}
 			id = recorded
 		}
+		if id.Trusted && id.Method != authn.MethodUnix && cfg.Staleness != nil {
+			if err := cfg.Staleness(); err != nil {
+				response.Fail(w, r, log, err)
+				return
+			}
+		}
 		if id.Trusted && id.Type == events.CertificateTypeMetrics && !rt.Metrics {
 			id = authn.Identity{Address: id.Address, Fingerprint: id.Fingerprint, PeerCertificate: id.PeerCertificate}
 		}
@@ -214,4 +227,41 @@ func expectsAuth(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// KeyMaxStaleness is the configuration key bounding how long an instance
+// keeps answering authenticated requests after it last heard from the
+// event stream (a Go duration, at least 1s; default DefaultMaxStaleness).
+const KeyMaxStaleness = "core.max_staleness"
+
+// DefaultMaxStaleness is the staleness bound when core.max_staleness is unset.
+const DefaultMaxStaleness = 30 * time.Second
+
+// ValidateMaxStaleness checks a value of core.max_staleness.
+func ValidateMaxStaleness(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Second {
+		return fmt.Errorf("%q must be a duration of at least 1s, such as 30s or 2m", v)
+	}
+	return nil
+}
+
+// errStale answers authenticated requests while the read model is stale.
+var errStale = &response.Error{Status: http.StatusServiceUnavailable,
+	Message: "Service unavailable: this instance has lost contact with the event stream, so it cannot vouch for its trust store"}
+
+// Stale returns an error when lastContact (zero: never, at start) is more
+// than the staleness bound of m before now.
+func Stale(m *projections.Model, lastContact, now time.Time) error {
+	if lastContact.IsZero() {
+		return nil
+	}
+	bound := DefaultMaxStaleness
+	if d, err := time.ParseDuration(m.ConfigValue(KeyMaxStaleness)); err == nil && d >= time.Second {
+		bound = d
+	}
+	if now.Sub(lastContact) > bound {
+		return errStale
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/trustlog/trustlog/functions/oidc"
 
 	"github.com/trustlog/trustlog/functions/authn"
+	"github.com/trustlog/trustlog/functions/gate"
 	"github.com/trustlog/trustlog/functions/tokens"
 )
 
@@ -29,6 +30,7 @@ var keys = map[string]func(string) error{
 	tokens.KeyAdvertise:    validateAdvertise,
 	authn.KeyTrustCA:       validateBool,
 	authn.KeyCRLFailClosed: validateBool,
+	gate.KeyMaxStaleness:   gate.ValidateMaxStaleness,
 
 	oidc.KeyIssuer:         validateIssuer,
 	oidc.KeyClientID:       validateText,

@@ -197,8 +197,13 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Feed != nil && len(cfg.Functions) == 0 {
 		routes = append(routes, watch.New(cfg.Feed, auth, cfg.Now, cfg.Logger).Routes()...)
 	}
+	var staleness func() error
+	if lc, ok := cfg.Model.(interface{ LastContact() time.Time }); ok {
+		staleness = func() error { return gate.Stale(cfg.Model.Snapshot(), lc.LastContact(), time.Now()) }
+	}
 	return &Service{
 		handler: gate.New(gate.Config{
+			Staleness:     staleness,
 			Authenticator: auth, Observer: met, Logger: cfg.Logger, Recorder: ids, Fallback: cfg.Fallback, Denials: refused,
 			Challenge: func(h http.Header) { oidc.SettingsOf(model.Snapshot()).Challenge(h) },
 		}, routes...),
