@@ -2,7 +2,11 @@ package projections
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/gob"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
 	"errors"
 	"fmt"
 	"time"
@@ -167,4 +171,41 @@ func crlIn(s *snapCRL) *CRL {
 		c.revoked[r] = struct{}{}
 	}
 	return c
+}
+
+// Digest returns a SHA-256 over a canonical form of everything the model
+// holds (but not how it got there): two models with the same digest answer
+// every question alike. Fault tests compare an instance's live model with
+// a full replay by it.
+func Digest(m *Model) string {
+	s := snapshot{Version: SnapshotVersion, Seq: m.seq, Hash: m.hash, Broken: m.broken, Skipped: m.skipped, Config: m.config}
+	for _, c := range m.Certificates() {
+		s.Certs = append(s.Certs, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
+	}
+	for _, t := range m.Tokens() {
+		s.Tokens = append(s.Tokens, *t)
+	}
+	if m.ca != nil {
+		s.CA = &snapCA{PEM: m.ca.PEM, Fingerprint: m.ca.Fingerprint}
+	}
+	s.CRL, s.CRLPending = crlOut(m.crl), crlOut(m.crlPending)
+	for _, c := range []*snapCRL{s.CRL, s.CRLPending} {
+		if c != nil {
+			slices.Sort(c.Revoked)
+		}
+	}
+	for _, i := range m.Identities() {
+		s.Identities = append(s.Identities, snapIdentity{
+			ID: i.ID, AuthMethod: i.AuthMethod, Name: i.Name, Issuer: i.Issuer, Subject: i.Subject, Access: i.Access,
+			Projects: i.Projects, Pending: i.Pending, TokenID: i.TokenID, Fingerprint: i.Fingerprint, PEM: i.PEM,
+			CreatedAt: i.CreatedAt.UTC(), GrantedAt: i.GrantedAt.UTC(),
+		})
+	}
+	for i := range s.Tokens {
+		t := &s.Tokens[i]
+		t.IssuedAt, t.ExpiresAt, t.EndedAt = t.IssuedAt.UTC(), t.ExpiresAt.UTC(), t.EndedAt.UTC()
+	}
+	raw, _ := json.Marshal(s) // maps are written in key order
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
 }

@@ -112,6 +112,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(viewOf(atHead, runnerSum, secret), viewOf(restored, runnerSum, secret), opts); diff != "" {
 		t.Fatalf("restored model differs (-full +restored):\n%s", diff)
 	}
+	if projections.Digest(restored) != projections.Digest(atHead) {
+		t.Error("the restored model's digest differs")
+	}
 	if i, _ := restored.IdentityByCertificate(runnerSum); i == nil || i.X509() == nil {
 		t.Error("restored identity certificate does not parse")
 	}
@@ -130,6 +133,12 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	if diff := cmp.Diff(viewOf(full.Model(), runnerSum, secret), viewOf(resumed.Model(), runnerSum, secret), opts); diff != "" {
 		t.Errorf("resumed fold differs from the full fold (-full +resumed):\n%s", diff)
+	}
+	if projections.Digest(full.Model()) != projections.Digest(resumed.Model()) {
+		t.Error("the resumed model's digest differs from the full fold's")
+	}
+	if projections.Digest(full.Model()) == projections.Digest(atHead) {
+		t.Error("the digest did not change with the tail")
 	}
 	if _, err := projections.DecodeSnapshot([]byte("not a snapshot")); err == nil {
 		t.Error("garbage decoded as a snapshot")

@@ -229,6 +229,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn 
 	// cancelling ctx ends Follow at once rather than after the idle wait.
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	next := max(from, 1) // the next sequence expected
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -237,8 +238,15 @@ func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn 
 		if err != nil {
 			if errors.Is(err, nats.ErrTimeout) {
 				pctx, cancel := context.WithTimeout(ctx, idle)
-				_, perr := s.LastSeq(pctx)
+				last, perr := s.LastSeq(pctx)
 				cancel()
+				if perr == nil && last >= next {
+					// The stream holds events the consumer has not delivered in
+					// a whole idle period: it is stuck (its server left the
+					// cluster, say). Give up so the caller follows again from
+					// where it is, instead of waiting for heartbeats to notice.
+					return fmt.Errorf("natsstore: follow: consumer stalled before %d while the stream is at %d", next, last)
+				}
 				if perr == nil {
 					contact(time.Now())
 				}
@@ -254,6 +262,7 @@ func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn 
 			return fmt.Errorf("natsstore: follow: %w", err)
 		}
 		contact(time.Now())
+		next = meta.Sequence.Stream + 1
 		fn(events.Record{Seq: meta.Sequence.Stream, Raw: msg.Data()}, meta.NumPending)
 	}
 }

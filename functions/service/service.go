@@ -195,7 +195,8 @@ func New(cfg Config) (*Service, error) {
 		routes = append(routes, byFunction[f]...)
 	}
 	if cfg.Feed != nil && len(cfg.Functions) == 0 {
-		routes = append(routes, watch.New(cfg.Feed, auth, cfg.Now, cfg.Logger).Routes()...)
+		live, _ := cfg.Model.(watch.Model)
+		routes = append(routes, watch.New(cfg.Feed, live, auth, cfg.Now, cfg.Logger).Routes()...)
 	}
 	var staleness func() error
 	if lc, ok := cfg.Model.(interface{ LastContact() time.Time }); ok {

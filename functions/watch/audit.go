@@ -227,3 +227,22 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 	}
 	response.Sync(w, out)
 }
+
+// State is GET /1.0/trustlog/audit/state: where this instance's read model
+// stands, and a digest of what it holds, to compare instances (or an
+// instance with a full replay).
+type State struct {
+	Seq         uint64    `json:"seq" yaml:"seq"`
+	Hash        string    `json:"hash" yaml:"hash"`
+	Digest      string    `json:"digest" yaml:"digest"`
+	LastContact time.Time `json:"last_contact" yaml:"last_contact"`
+}
+
+func (h *Handler) state(w http.ResponseWriter, r *http.Request) {
+	if !authn.FromContext(r.Context()).Admin() || h.model == nil {
+		response.Fail(w, r, h.log, response.ErrForbidden)
+		return
+	}
+	m := h.model.Snapshot()
+	response.Sync(w, State{Seq: m.Seq(), Hash: m.Hash(), Digest: projections.Digest(m), LastContact: h.model.LastContact()})
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/gate"
+	"github.com/trustlog/trustlog/projections"
 )
 
 // Feed is the event stream as this package reads it (natsstore.Store
@@ -32,9 +33,17 @@ type Feed interface {
 	SeqAt(ctx context.Context, t time.Time) (uint64, time.Time, error)
 }
 
+// Model is the live read model whose state /1.0/trustlog/audit/state
+// reports (a projections.Projector).
+type Model interface {
+	Snapshot() *projections.Model
+	LastContact() time.Time
+}
+
 // Handler serves the watch routes.
 type Handler struct {
-	feed Feed
+	model Model
+	feed  Feed
 	auth *authn.Authenticator
 	now  func() time.Time
 	log  *slog.Logger
@@ -44,15 +53,15 @@ type Handler struct {
 }
 
 // New returns a Handler over feed; auth re-checks callers of long-lived
-// streams.
-func New(feed Feed, auth *authn.Authenticator, now func() time.Time, log *slog.Logger) *Handler {
+// streams; model (optional) is the live model the state route reports.
+func New(feed Feed, model Model, auth *authn.Authenticator, now func() time.Time, log *slog.Logger) *Handler {
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handler{feed: feed, auth: auth, now: now, log: log, recheck: time.Second}
+	return &Handler{feed: feed, model: model, auth: auth, now: now, log: log, recheck: time.Second}
 }
 
 // Routes returns the routes of the handler.
@@ -63,6 +72,7 @@ func (h *Handler) Routes() []gate.Route {
 		{Method: "GET", Path: "/1.0/trustlog/audit/verify", Handler: http.HandlerFunc(h.verify)},
 		{Method: "GET", Path: "/1.0/trustlog/audit/history", Handler: http.HandlerFunc(h.history)},
 		{Method: "GET", Path: "/1.0/trustlog/audit/trust", Handler: http.HandlerFunc(h.trustAt)},
+		{Method: "GET", Path: "/1.0/trustlog/audit/state", Handler: http.HandlerFunc(h.state)},
 	}
 }
 

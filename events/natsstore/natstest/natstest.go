@@ -8,6 +8,9 @@ package natstest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,3 +83,115 @@ func OpenStore(t testing.TB) (*natsstore.Store, *server.Server) {
 	}
 	return st, s
 }
+
+// Cluster is a JetStream cluster of embedded servers on loopback.
+type Cluster struct {
+	Servers []*server.Server
+	opts    []*server.Options
+	t       testing.TB
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("natstest: free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// RunCluster starts n servers forming one JetStream cluster (client and
+// route ports on 127.0.0.1) and waits until it has a meta leader. Every
+// server is shut down when the test ends.
+func RunCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t}
+	routes := make([]string, n)
+	routePorts := make([]int, n)
+	for i := range n {
+		routePorts[i] = freePort(t)
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i])
+	}
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoSigs:     true,
+			NoLog:      true,
+			Cluster:    server.ClusterOpts{Name: "trustlog-test", Host: "127.0.0.1", Port: routePorts[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		c.opts = append(c.opts, opts)
+		c.Servers = append(c.Servers, nil)
+		c.start(i)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !c.hasLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("natstest: the cluster elected no JetStream meta leader within 30 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c
+}
+
+func (c *Cluster) start(i int) {
+	c.t.Helper()
+	s, err := server.NewServer(c.opts[i])
+	if err != nil {
+		c.t.Fatalf("natstest: new server: %v", err)
+	}
+	go s.Start()
+	c.t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(readyTimeout) {
+		c.t.Fatalf("natstest: server %d not ready within %v", i, readyTimeout)
+	}
+	// Keep the client port across restarts.
+	c.opts[i].Port = s.Addr().(*net.TCPAddr).Port
+	c.Servers[i] = s
+}
+
+func (c *Cluster) hasLeader() bool {
+	for _, s := range c.Servers {
+		if s != nil && s.Running() && s.JetStreamIsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+// URL returns the client URLs of every server, comma-separated.
+func (c *Cluster) URL() string {
+	urls := make([]string, len(c.Servers))
+	for i, o := range c.opts {
+		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.Port)
+	}
+	return strings.Join(urls, ",")
+}
+
+// StreamLeader returns the index of the server leading stream, or -1.
+func (c *Cluster) StreamLeader(stream string) int {
+	for i, s := range c.Servers {
+		if s != nil && s.Running() && s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Stop shuts server i down (its store stays, for Restart).
+func (c *Cluster) Stop(i int) {
+	c.Servers[i].Shutdown()
+	c.Servers[i].WaitForShutdown()
+}
+
+// Restart starts server i again on its store and ports.
+func (c *Cluster) Restart(i int) { c.start(i) }
