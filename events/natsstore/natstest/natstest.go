@@ -84,6 +84,19 @@ func OpenStore(t testing.TB) (*natsstore.Store, *server.Server) {
 	return st, s
 }
 
+// OpenStoreOn connects to the running server s and opens the TRUSTLOG
+// store on it.
+func OpenStoreOn(t testing.TB, s *server.Server) *natsstore.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	st, err := natsstore.Open(ctx, Connect(t, s), natsstore.Config{})
+	if err != nil {
+		t.Fatalf("natstest: open store: %v", err)
+	}
+	return st
+}
+
 // Cluster is a JetStream cluster of embedded servers on loopback.
 type Cluster struct {
 	Servers []*server.Server
