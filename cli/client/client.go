@@ -88,6 +88,10 @@ type Options struct {
 	InsecureTLS bool
 	// Timeout bounds each request; 0 means 30 seconds.
 	Timeout time.Duration
+	// OIDC, if set, authenticates with OpenID Connect access tokens: every
+	// request carries one, and a 401 naming an issuer refreshes it (or runs
+	// the device flow) and retries once.
+	OIDC *OIDC
 }
 
 // Client is a connection to one server. It is safe for concurrent use.
@@ -95,6 +99,7 @@ type Client struct {
 	http   *http.Client
 	base   string
 	socket string // the unix socket, or ""
+	oidc   *OIDC
 }
 
 // Fingerprint returns the lowercase hex SHA-256 of a certificate.
@@ -154,7 +159,7 @@ func New(o Options) (*Client, error) {
 	} else if !strings.HasPrefix(o.Addr, "https://") {
 		return nil, fmt.Errorf("invalid remote address %q", o.Addr)
 	}
-	c := &Client{http: &http.Client{Transport: tr, Timeout: timeout}, base: base}
+	c := &Client{http: &http.Client{Transport: tr, Timeout: timeout}, base: base, oidc: o.OIDC}
 	if unix {
 		c.socket = path
 	}
@@ -175,13 +180,51 @@ type Response struct {
 // *CertMismatchError; a unix socket without a daemon is a
 // *DaemonDownError (use errors.As).
 func (c *Client) Do(ctx context.Context, method, path string, body any, etag string) (*Response, error) {
-	var rd io.Reader
+	var raw []byte
 	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(raw)
+	}
+	resp, err := c.send(ctx, method, path, raw, etag)
+	if err != nil {
+		return nil, err
+	}
+	return c.decode(resp)
+}
+
+// send makes the request, with its OIDC access token when the remote uses
+// OIDC: on a 401 that names an issuer, the token is renewed (refresh, or
+// device flow) and the request sent once more with the same body.
+func (c *Client) send(ctx context.Context, method, path string, body []byte, etag string) (*http.Response, error) {
+	token := ""
+	if c.oidc != nil {
+		var err error
+		if token, err = c.oidc.accessToken(); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := c.sendOnce(ctx, method, path, body, etag, token)
+	if err != nil || c.oidc == nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	ch, ok := challengeOf(resp.Header)
+	if !ok {
+		return resp, nil
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if token, err = c.oidc.renew(ctx, ch, token); err != nil {
+		return nil, err
+	}
+	return c.sendOnce(ctx, method, path, body, etag, token)
+}
+
+func (c *Client) sendOnce(ctx context.Context, method, path string, body []byte, etag, token string) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
@@ -194,6 +237,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, etag str
 	if etag != "" {
 		req.Header.Set("If-Match", etag)
 	}
+	if c.oidc != nil {
+		// As the incus client: always a bearer token (empty before the
+		// first login, which the server answers with its OIDC challenge).
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Incus-authenticated", "true")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var mismatch *CertMismatchError
@@ -205,6 +254,11 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, etag str
 		}
 		return nil, err
 	}
+	return resp, nil
+}
+
+// decode reads a reply envelope.
+func (c *Client) decode(resp *http.Response) (*Response, error) {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
@@ -222,6 +276,24 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, etag str
 		return nil, &Error{Status: resp.StatusCode, Message: msg}
 	}
 	return &Response{Status: resp.StatusCode, Type: env.Type, Operation: env.Operation, ETag: resp.Header.Get("ETag"), Metadata: env.Metadata}, nil
+}
+
+// Stream opens a long-lived GET (server-sent events) and returns its body;
+// the caller closes it. Error replies are decoded as by Do.
+func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	// The same connection settings, without the per-request time limit:
+	// a stream lasts until ctx ends.
+	sc := *c
+	sc.http = &http.Client{Transport: c.http.Transport}
+	resp, err := sc.send(ctx, http.MethodGet, path, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		_, err := c.decode(resp)
+		return nil, err
+	}
+	return resp.Body, nil
 }
 
 // Get fetches path and decodes its metadata into out, returning the ETag.

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,7 +89,7 @@ func (e *env) remoteAddCmd() *cobra.Command {
 			if protocol != "" && protocol != "incus" && protocol != "lxd" {
 				return fmt.Errorf("Invalid protocol: %s", protocol)
 			}
-			if authType != "" && authType != "tls" {
+			if authType != "" && authType != authTLS && authType != authOIDC {
 				return fmt.Errorf("Authentication type '%s' not supported by this client", authType)
 			}
 			if tok, err := api.DecodeCertificateAddToken(args[1]); err == nil {
@@ -97,20 +98,20 @@ func (e *env) remoteAddCmd() *cobra.Command {
 				}
 				return e.addWithToken(cmd.Context(), name, tok, args[1])
 			}
-			return e.addByAddress(cmd.Context(), name, args[1], token, accept, public)
+			return e.addByAddress(cmd.Context(), name, args[1], token, authType, accept, public)
 		},
 	}
 	cmd.Flags().BoolVar(&accept, "accept-certificate", false, "accept the server certificate without asking")
 	cmd.Flags().BoolVar(&public, "public", false, "public server: no authentication")
 	cmd.Flags().StringVar(&token, "token", "", "trust token to use when the server does not trust this client yet")
-	cmd.Flags().StringVar(&authType, "auth-type", "", "authentication type (tls)")
+	cmd.Flags().StringVar(&authType, "auth-type", "", "authentication type: tls or oidc (default: tls, or oidc when it is all the server offers)")
 	cmd.Flags().StringVar(&protocol, "protocol", "", "server protocol (incus)")
 	return cmd
 }
 
 // addByAddress is `remote add <name> <address>`: verify or pin the server
 // certificate, then make sure the server trusts this client.
-func (e *env) addByAddress(ctx context.Context, name, addr, token string, accept, public bool) error {
+func (e *env) addByAddress(ctx context.Context, name, addr, token, authType string, accept, public bool) error {
 	addr, err := NormalizeAddr(addr)
 	if err != nil {
 		return err
@@ -124,7 +125,7 @@ func (e *env) addByAddress(ctx context.Context, name, addr, token string, accept
 		return err
 	}
 	opts := client.Options{Addr: addr, Remote: name, Roots: roots, InsecureTLS: e.insecureTLS()}
-	if !public {
+	if !public && authType != authOIDC {
 		// A public server is used without authentication: no client
 		// certificate needed.
 		cert, err := e.conf.ClientCertificate(e.stderr)
@@ -162,9 +163,31 @@ func (e *env) addByAddress(ctx context.Context, name, addr, token string, accept
 		}
 		pinned = true
 	}
-	remote := config.Remote{Addr: addr, Protocol: "incus", AuthType: "tls", Public: public || srv.Public}
+	remote := config.Remote{Addr: addr, Protocol: "incus", AuthType: authTLS, Public: public || srv.Public}
 	if remote.Public {
 		remote.AuthType = ""
+		e.conf.Remotes[name] = remote
+		return e.conf.Save()
+	}
+	// The authentication type: as asked, else OIDC when it is all the
+	// server offers, else TLS.
+	if authType == "" && len(srv.AuthMethods) == 1 && srv.AuthMethods[0] == authOIDC {
+		authType = authOIDC
+	}
+	if authType != "" && !slices.Contains(srv.AuthMethods, authType) {
+		if pinned {
+			_ = os.Remove(e.conf.ServerCertPath(name))
+		}
+		return fmt.Errorf("Authentication type '%s' not supported by server", authType)
+	}
+	if authType == authOIDC {
+		remote.AuthType = authOIDC
+		if err := e.loginOIDC(ctx, name, opts); err != nil {
+			if pinned {
+				_ = os.Remove(e.conf.ServerCertPath(name))
+			}
+			return err
+		}
 		e.conf.Remotes[name] = remote
 		return e.conf.Save()
 	}
@@ -183,6 +206,28 @@ func (e *env) addByAddress(ctx context.Context, name, addr, token string, accept
 	}
 	e.conf.Remotes[name] = remote
 	return e.conf.Save()
+}
+
+// loginOIDC logs in to a new OIDC remote (the device flow runs on the
+// server's 401) and checks the server then trusts the user.
+func (e *env) loginOIDC(ctx context.Context, name string, opts client.Options) error {
+	opts.Certificate = nil
+	opts.OIDC = e.oidcOptions(name)
+	c, err := client.New(opts)
+	if err != nil {
+		return err
+	}
+	srv, _, err := c.Server(ctx)
+	if err != nil {
+		_ = os.Remove(opts.OIDC.TokenFile)
+		return err
+	}
+	if srv.Auth != "trusted" {
+		_ = os.Remove(opts.OIDC.TokenFile)
+		return errors.New("Server doesn't trust us after authentication")
+	}
+	fmt.Fprintf(e.stdout, "Logged in to %s as %s\n", name, srv.AuthUserName)
+	return nil
 }
 
 // acceptCertificate decides whether to pin the certificate a server
@@ -423,8 +468,10 @@ func (e *env) remoteRemoveCmd() *cobra.Command {
 				return errors.New("Can't remove the default remote")
 			}
 			delete(e.conf.Remotes, name)
-			if err := os.Remove(e.conf.ServerCertPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
+			for _, f := range []string{e.conf.ServerCertPath(name), e.conf.OIDCTokensPath(name), e.conf.OIDCTokensPath(name) + ".lock"} {
+				if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
 			}
 			return e.conf.Save()
 		},
@@ -447,6 +494,9 @@ func (e *env) remoteRenameCmd() *cobra.Command {
 			}
 			if _, exists := e.conf.Remote(nw); exists {
 				return fmt.Errorf("Remote %s already exists", nw)
+			}
+			if err := os.Rename(e.conf.OIDCTokensPath(old), e.conf.OIDCTokensPath(nw)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
 			}
 			if err := os.Rename(e.conf.ServerCertPath(old), e.conf.ServerCertPath(nw)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err

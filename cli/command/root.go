@@ -48,7 +48,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(e.remoteCmd(), e.infoCmd(), e.configCmd(), e.queryCmd(), e.pkiCmd(), e.authCmd(), e.auditCmd())
+	root.AddCommand(e.remoteCmd(), e.infoCmd(), e.configCmd(), e.queryCmd(), e.pkiCmd(), e.authCmd(), e.auditCmd(), e.monitorCmd())
 	return root.ExecuteContext(ctx)
 }
 
@@ -91,7 +91,10 @@ func (e *env) connect(name string) (*client.Client, error) {
 	if strings.HasPrefix(r.Addr, "unix://") {
 		return client.New(opts)
 	}
-	if !r.Public {
+	switch {
+	case r.AuthType == authOIDC:
+		opts.OIDC = e.oidcOptions(name)
+	case !r.Public:
 		cert, err := e.conf.ClientCertificate(e.stderr)
 		if err != nil {
 			return nil, err
@@ -107,6 +110,18 @@ func (e *env) connect(name string) (*client.Client, error) {
 		return nil, err
 	}
 	return client.New(opts)
+}
+
+// Authentication types of remotes.
+const (
+	authTLS  = "tls"
+	authOIDC = "oidc"
+)
+
+// oidcOptions configures the OIDC login of remote name: tokens in
+// oidctokens/<name>.json, instructions on stderr, $BROWSER to open the URL.
+func (e *env) oidcOptions(name string) *client.OIDC {
+	return &client.OIDC{TokenFile: e.conf.OIDCTokensPath(name), Notify: e.stderr, Browser: e.getenv("BROWSER")}
 }
 
 // remoteArg splits an optional "remote:" argument off args.
