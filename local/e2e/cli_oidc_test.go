@@ -184,3 +184,69 @@ func waitPast(t *testing.T, at time.Time) {
 		time.Sleep(d)
 	}
 }
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestCLIMonitor: `trustlog monitor` replays from --since, filters by type,
+// follows new changes, and reports bad parameters clearly.
+func TestCLIMonitor(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	cli := cliEnv{conf: t.TempDir(), s: s}
+	_, a := newCert(t, "", "alice")
+	s.trust(t, a, "alice")
+	if _, errOut, err := cli.run(t, "monitor", "--since", "999"); err == nil || !strings.Contains(err.Error(), "past the end of the stream") {
+		t.Errorf("monitor --since 999: %v %s", err, errOut)
+	}
+	if _, _, err := cli.run(t, "monitor", "--type", "certificate.exploded"); err == nil || !strings.Contains(err.Error(), "Unknown event type") {
+		t.Errorf("monitor --type certificate.exploded: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- command.Run(ctx, []string{"monitor", "--since", "1", "--type", "certificate.trusted,certificate.removed"}, strings.NewReader(""), &out, &out, cli.getenv)
+	}()
+	_, b := newCert(t, "", "bob")
+	s.trust(t, b, "bob")
+	s.call(t, "DELETE", "/1.0/certificates/"+fingerprintOf(a), nil)
+	for !strings.Contains(out.String(), "certificate.removed.v1") {
+		select {
+		case err := <-done:
+			t.Fatalf("monitor stopped: %v\n%s", err, out.String())
+		case <-ctx.Done():
+			t.Fatalf("monitor output after 20 s:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("monitor after interrupt: %v", err)
+	}
+	got := out.String()
+	for _, want := range []string{"trustlog.cert." + fingerprintOf(a), "trustlog.cert." + fingerprintOf(b), "(unix)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("monitor output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Count(got, "certificate.trusted.v1") != 2 || strings.Contains(got, "config.changed") {
+		t.Errorf("monitor output:\n%s", got)
+	}
+}
