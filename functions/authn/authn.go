@@ -229,6 +229,9 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 	id := Identity{Address: remoteHost(r.RemoteAddr)}
 	if user, ok := r.Context().Value(localUserKey).(string); ok {
 		id.Trusted, id.Method, id.Name = true, MethodUnix, user
+		if id.Address == "@" {
+			id.Address = "" // a unix socket peer has no network address
+		}
 		return id
 	}
 	now := a.now()
