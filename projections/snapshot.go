@@ -6,9 +6,9 @@ import (
 	"encoding/gob"
 	"encoding/hex"
 	"encoding/json"
-	"slices"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 

@@ -44,9 +44,9 @@ type Model interface {
 type Handler struct {
 	model Model
 	feed  Feed
-	auth *authn.Authenticator
-	now  func() time.Time
-	log  *slog.Logger
+	auth  *authn.Authenticator
+	now   func() time.Time
+	log   *slog.Logger
 	// recheck is how often a stream re-checks its caller's trust when no
 	// event arrives.
 	recheck time.Duration
