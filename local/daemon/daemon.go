@@ -69,6 +69,10 @@ type Config struct {
 	// checked every SnapshotInterval (0: the defaults).
 	SnapshotEvery    uint64
 	SnapshotInterval time.Duration
+	// NATSListen, if set, makes the embedded NATS server listen on this
+	// host:port for other services subscribing to the event stream, with a
+	// read-only user whose URL is written to <Dir>/subscriber.url.
+	NATSListen string
 	// Upstream, if set, puts an HTTP API behind Trustlog (the front door):
 	// "http(s)://host:port[/base]" or "unix:/path". Requests for paths the
 	// API does not serve go there once authenticated, with the caller's
@@ -81,6 +85,9 @@ func (c Config) Validate() error {
 	if c.Dir == "" {
 		return errors.New("daemon: data directory is required")
 	}
+	if c.NATSURL != "" && c.NATSListen != "" {
+		return errors.New("daemon: --nats-listen exposes the embedded server; it cannot be used with --nats")
+	}
 	if c.NATSURL == "" && c.NATSCreds != "" {
 		return errors.New("daemon: NATS credentials need an external NATS URL")
 	}
@@ -89,19 +96,20 @@ func (c Config) Validate() error {
 
 // Daemon is a running trustlogd.
 type Daemon struct {
-	cfg     Config
-	log     *slog.Logger
-	cert    servedCert
-	ns      *server.Server
-	nc      *nats.Conn
-	store   *natsstore.Store
-	proj    *projections.Projector
-	handler *service.Service
-	sys     *commit.Committer // writes of the daemon itself
-	unix    *http.Server
-	unixLn  net.Listener
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	subscriberPassword string // the read-only NATS user's password, with NATSListen
+	cfg                Config
+	log                *slog.Logger
+	cert               servedCert
+	ns                 *server.Server
+	nc                 *nats.Conn
+	store              *natsstore.Store
+	proj               *projections.Projector
+	handler            *service.Service
+	sys                *commit.Committer // writes of the daemon itself
+	unix               *http.Server
+	unixLn             net.Listener
+	cancel             context.CancelFunc
+	wg                 sync.WaitGroup
 
 	hostname string
 
@@ -241,14 +249,23 @@ func (d *Daemon) connectNATS() error {
 		d.nc = nc
 		return nil
 	}
-	ns, err := server.NewServer(&server.Options{
+	sopts := &server.Options{
 		ServerName: "trustlog",
 		DontListen: true,
 		JetStream:  true,
 		StoreDir:   filepath.Join(d.cfg.Dir, "nats"),
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	copts := []nats.Option{nats.InProcessServer(nil), nats.Name("trustlogd")}
+	if d.cfg.NATSListen != "" {
+		pw, err := d.listenOptions(sopts, d.cfg.NATSListen)
+		if err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		copts = append(copts, nats.UserInfo(natsAdminUser, pw))
+	}
+	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return fmt.Errorf("daemon: embedded NATS: %w", err)
 	}
@@ -257,7 +274,14 @@ func (d *Daemon) connectNATS() error {
 	if !ns.ReadyForConnections(30 * time.Second) {
 		return errors.New("daemon: embedded NATS did not start")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("trustlogd"))
+	if d.cfg.NATSListen != "" {
+		if err := d.writeSubscriberURL(); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+		d.log.Info("NATS listening for subscribers", "address", ns.Addr().String(), "credentials", filepath.Join(d.cfg.Dir, SubscriberURLFile))
+	}
+	copts[0] = nats.InProcessServer(ns)
+	nc, err := nats.Connect("", copts...)
 	if err != nil {
 		return fmt.Errorf("daemon: connect to embedded NATS: %w", err)
 	}
