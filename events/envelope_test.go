@@ -165,6 +165,8 @@ func TestPayload(t *testing.T) {
 func TestTypes(t *testing.T) {
 	t.Parallel()
 	want := []string{
+		"trustlog.acme.challenge.cleaned.v1",
+		"trustlog.acme.challenge.presented.v1",
 		"trustlog.audit.denied.v1",
 		"trustlog.certificate.removed.v1",
 		"trustlog.certificate.trusted.v1",
@@ -177,6 +179,7 @@ func TestTypes(t *testing.T) {
 		"trustlog.pki.ca.changed.v1",
 		"trustlog.pki.crl.revocations.v1",
 		"trustlog.pki.crl.updated.v1",
+		"trustlog.server.certificate.rotated.v1",
 		"trustlog.token.expired.v1",
 		"trustlog.token.issued.v1",
 		"trustlog.token.redeemed.v1",

@@ -169,6 +169,22 @@ var goldenPayloads = []events.Payload{
 		First:       time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC),
 		Last:        time.Date(2026, 11, 22, 9, 0, 59, 0, time.UTC),
 	},
+	&events.ACMEChallengePresented{
+		Domain:  "trust.example.com",
+		Token:   "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA",
+		KeyAuth: "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI",
+	},
+	&events.ACMEChallengeCleaned{
+		Domain: "trust.example.com",
+		Token:  "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA",
+	},
+	&events.ServerCertificateRotated{
+		Fingerprint: goldenFP1,
+		Chain:       goldenPEM1,
+		Domains:     []string{"trust.example.com"},
+		NotAfter:    time.Date(2027, 2, 20, 9, 0, 0, 0, time.UTC),
+		Source:      "acme",
+	},
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

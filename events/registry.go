@@ -25,6 +25,10 @@ var registry = map[string]func() Payload{
 	IdentityActivated{}.EventType():  func() Payload { return &IdentityActivated{} },
 	IdentityRemoved{}.EventType():    func() Payload { return &IdentityRemoved{} },
 	AccessDenied{}.EventType():       func() Payload { return &AccessDenied{} },
+
+	ACMEChallengePresented{}.EventType():   func() Payload { return &ACMEChallengePresented{} },
+	ACMEChallengeCleaned{}.EventType():     func() Payload { return &ACMEChallengeCleaned{} },
+	ServerCertificateRotated{}.EventType(): func() Payload { return &ServerCertificateRotated{} },
 }
 
 // Types returns every event type this version of Trustlog decodes, sorted.

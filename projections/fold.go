@@ -35,6 +35,7 @@ type Builder struct {
 
 	identitiesOwned   bool
 	identityCertOwned bool
+	challengesOwned   bool
 }
 
 // NewBuilder starts from base (Empty if nil). base is never modified.
@@ -58,7 +59,7 @@ func (b *Builder) Model() *Model {
 	b.certsOwned = [256]bool{}
 	b.tokensOwned = [256]bool{}
 	b.configOwned, b.secretOwned = false, false
-	b.identitiesOwned, b.identityCertOwned = false, false
+	b.identitiesOwned, b.identityCertOwned, b.challengesOwned = false, false, false
 	return &snap
 }
 
@@ -205,6 +206,8 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 		b.endToken(e.ID, TokenExpired, at, "")
 	case *events.IdentityCreated, *events.IdentityGranted, *events.IdentityActivated, *events.IdentityRemoved:
 		b.applyIdentity(p, at)
+	case *events.ACMEChallengePresented, *events.ACMEChallengeCleaned, *events.ServerCertificateRotated:
+		b.applyACME(p, at)
 	}
 }
 

@@ -84,6 +84,9 @@ type Model struct {
 
 	identities     map[string]*Identity // by id; few enough to copy whole
 	identityByCert map[[32]byte]string  // active TLS identities: fingerprint → id
+
+	challenges map[string]string // pending ACME HTTP-01 challenges: token → key authorization
+	serverCert *ServerCertificate
 }
 
 // Empty is the model of an empty stream.

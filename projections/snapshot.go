@@ -35,6 +35,8 @@ type snapshot struct {
 	CRL        *snapCRL
 	CRLPending *snapCRL
 	Identities []snapIdentity
+	Challenges map[string]string
+	ServerCert *ServerCertificate
 }
 
 type snapCert struct {
@@ -88,6 +90,7 @@ func EncodeSnapshot(m *Model) ([]byte, error) {
 			CreatedAt: i.CreatedAt, GrantedAt: i.GrantedAt,
 		})
 	}
+	s.Challenges, s.ServerCert = m.challenges, m.serverCert
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
 		return nil, fmt.Errorf("projections: encode snapshot: %w", err)
@@ -144,6 +147,14 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 		if sum, ok := ParseFingerprint(i.Fingerprint); ok && !i.Pending {
 			b.certIdentities()[sum] = i.ID
 		}
+	}
+	for k, v := range s.Challenges {
+		b.challengeMap()[k] = v
+	}
+	if s.ServerCert != nil {
+		sc := *s.ServerCert
+		sc.Domains = nonNil(sc.Domains)
+		b.m.serverCert = &sc
 	}
 	return b.Model(), nil
 }
@@ -204,6 +215,12 @@ func Digest(m *Model) string {
 	for i := range s.Tokens {
 		t := &s.Tokens[i]
 		t.IssuedAt, t.ExpiresAt, t.EndedAt = t.IssuedAt.UTC(), t.ExpiresAt.UTC(), t.EndedAt.UTC()
+	}
+	s.Challenges, s.ServerCert = m.challenges, m.serverCert
+	if s.ServerCert != nil {
+		sc := *s.ServerCert
+		sc.NotAfter, sc.RotatedAt = sc.NotAfter.UTC(), sc.RotatedAt.UTC()
+		s.ServerCert = &sc
 	}
 	raw, _ := json.Marshal(s) // maps are written in key order
 	sum := sha256.Sum256(raw)

@@ -85,6 +85,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		idTok,
 		&events.TokenRedeemed{ID: "tok-id", Fingerprint: runner.FP},
 		&events.IdentityActivated{ID: "tls-1", Fingerprint: runner.FP, Certificate: runner.PEM},
+		&events.ACMEChallengePresented{Domain: "d", Token: "tok", KeyAuth: "tok.thumb"},
+		&events.ServerCertificateRotated{Fingerprint: ca.FP, Chain: ca.PEM, Domains: []string{"d"}, NotAfter: baseTime, Source: "acme"},
 	}
 	tail := []events.Payload{
 		&events.CRLRevocations{IssuerFingerprint: ca.FP, SHA256: "h2", Part: 2, Revoked: []string{"ff"}},
@@ -111,6 +113,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	opts := cmp.Options{cmpopts.IgnoreUnexported(projections.Certificate{}, projections.Identity{}), cmpopts.EquateEmpty()}
 	if diff := cmp.Diff(viewOf(atHead, runnerSum, secret), viewOf(restored, runnerSum, secret), opts); diff != "" {
 		t.Fatalf("restored model differs (-full +restored):\n%s", diff)
+	}
+	if k, ok := restored.ACMEKeyAuth("tok"); !ok || k != "tok.thumb" || restored.ServerCertificate() == nil || restored.ServerCertificate().Fingerprint != ca.FP {
+		t.Error("the restored model lost the ACME challenge or the server certificate")
 	}
 	if projections.Digest(restored) != projections.Digest(atHead) {
 		t.Error("the restored model's digest differs")
