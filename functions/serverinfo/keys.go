@@ -11,6 +11,7 @@ import (
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/oidc"
 
+	"github.com/trustlog/trustlog/functions/acme"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/gate"
 	"github.com/trustlog/trustlog/functions/tokens"
@@ -31,6 +32,13 @@ var keys = map[string]func(string) error{
 	authn.KeyTrustCA:       validateBool,
 	authn.KeyCRLFailClosed: validateBool,
 	gate.KeyMaxStaleness:   gate.ValidateMaxStaleness,
+
+	acme.KeyDomain:    acme.Validators[acme.KeyDomain],
+	acme.KeyEmail:     acme.Validators[acme.KeyEmail],
+	acme.KeyAgreeTOS:  acme.Validators[acme.KeyAgreeTOS],
+	acme.KeyCAURL:     acme.Validators[acme.KeyCAURL],
+	acme.KeyHTTPPort:  acme.Validators[acme.KeyHTTPPort],
+	acme.KeyChallenge: acme.Validators[acme.KeyChallenge],
 
 	oidc.KeyIssuer:         validateIssuer,
 	oidc.KeyClientID:       validateText,

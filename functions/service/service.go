@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/trustlog/trustlog/functions/acme"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/certificates"
 	"github.com/trustlog/trustlog/functions/commit"
@@ -69,6 +70,12 @@ type Config struct {
 	// websocket, server-sent events for `trustlog monitor`, the audit
 	// endpoints) when every function is served.
 	Feed watch.Feed
+	// Sync, if set, catches the read model up with the stream (the ACME
+	// challenge route waits for an answer another instance just recorded).
+	Sync func(context.Context) error
+	// RenewCertificate, if set, obtains the served certificate from the
+	// ACME CA now (POST /1.0/trustlog/acme/renew, admins).
+	RenewCertificate func(context.Context) error
 	// Fallback, if set, receives every admitted request no route matches
 	// (the front door: see package frontdoor).
 	Fallback http.Handler
@@ -193,6 +200,9 @@ func New(cfg Config) (*Service, error) {
 	var routes []gate.Route
 	for _, f := range serve {
 		routes = append(routes, byFunction[f]...)
+	}
+	if len(cfg.Functions) == 0 || slices.Contains(cfg.Functions, FunctionServer) {
+		routes = append(routes, acme.NewHandler(cfg.Model, cfg.Sync, cfg.Logger).Routes(cfg.RenewCertificate)...)
 	}
 	if cfg.Feed != nil && len(cfg.Functions) == 0 {
 		live, _ := cfg.Model.(watch.Model)

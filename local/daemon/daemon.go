@@ -69,6 +69,13 @@ type Config struct {
 	// checked every SnapshotInterval (0: the defaults).
 	SnapshotEvery    uint64
 	SnapshotInterval time.Duration
+	// ACMEHTTPAddress is where this instance answers ACME HTTP-01
+	// challenges on plain HTTP; "" follows the acme.http.port key, "-"
+	// turns it off.
+	ACMEHTTPAddress string
+	// ACMEHTTPClient reaches the ACME CA; nil is lego's default client,
+	// which adds the roots named by LEGO_CA_CERTIFICATES.
+	ACMEHTTPClient *http.Client
 	// NATSListen, if set, makes the embedded NATS server listen on this
 	// host:port for other services subscribing to the event stream, with a
 	// read-only user whose URL is written to <Dir>/subscriber.url.
@@ -96,6 +103,8 @@ func (c Config) Validate() error {
 
 // Daemon is a running trustlogd.
 type Daemon struct {
+	acmeHTTP           *http.Server // the plain-HTTP ACME challenge listener, if any
+	acmeHTTPAddr       string
 	subscriberPassword string // the read-only NATS user's password, with NATSListen
 	cfg                Config
 	log                *slog.Logger
@@ -193,16 +202,18 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		}
 	}
 	svc := service.Config{
-		Fallback:   fallback,
-		Feed:       d.store,
-		SealingKey: key,
-		Stream:     d.store,
-		Model:      d.proj,
-		Log:        d.store,
-		Host:       d,
-		Source:     "/trustlog/" + host,
-		Now:        cfg.Now,
-		Logger:     d.log,
+		Sync:             d.Sync,
+		RenewCertificate: d.RenewCertificate,
+		Fallback:         fallback,
+		Feed:             d.store,
+		SealingKey:       key,
+		Stream:           d.store,
+		Model:            d.proj,
+		Log:              d.store,
+		Host:             d,
+		Source:           "/trustlog/" + host,
+		Now:              cfg.Now,
+		Logger:           d.log,
 	}
 	if d.handler, err = service.New(svc); err != nil {
 		return nil, err
@@ -224,6 +235,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.reconcileHTTPS(); err != nil {
 		return nil, err
 	}
+	d.listenACMEHTTP()
 	d.wg.Go(func() { d.followConfig(runCtx) })
 	d.wg.Go(func() { d.handler.RunSweeper(runCtx, SweepInterval) })
 	d.wg.Go(func() { crls.run(runCtx) })
@@ -461,6 +473,10 @@ func (d *Daemon) Close() error {
 		d.https = nil
 	}
 	d.mu.Unlock()
+	if d.acmeHTTP != nil {
+		_ = d.acmeHTTP.Shutdown(ctx)
+		d.acmeHTTP = nil
+	}
 	if d.unix != nil {
 		_ = d.unix.Shutdown(ctx)
 		d.unix = nil

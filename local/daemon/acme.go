@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	stdlog "log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	legolog "github.com/go-acme/lego/v4/log"
+
+	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/acme"
+	"github.com/trustlog/trustlog/projections"
+)
+
+// legoQuiet sends lego's own log lines to the daemon's debug log.
+var legoQuiet sync.Once
+
+// acmeAccountKey loads <dir>/acme-account.key (ECDSA P-384, 0600), making
+// it on first use. The account key identifies this installation to the CA.
+func acmeAccountKey(dir string) (crypto.PrivateKey, error) {
+	path := filepath.Join(dir, "acme-account.key")
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		b, _ := pem.Decode(raw)
+		if b == nil {
+			return nil, fmt.Errorf("%s holds no key", path)
+		}
+		return x509.ParseECPrivateKey(b.Bytes)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// writeFileAtomic writes path through a temporary file (fsynced, then
+// renamed), so a crash never leaves it half-written.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// RenewCertificate obtains the served certificate from the ACME CA of the
+// acme.* keys, stores it (key 0600) in the data directory, serves it at
+// once (no restart: tls.Config.GetCertificate), and records the rotation
+// (public chain only). On any failure the current certificate stays.
+func (d *Daemon) RenewCertificate(ctx context.Context) error {
+	legoQuiet.Do(func() { legolog.Logger = stdlog.New(slogWriter{d}, "", 0) })
+	s := acme.SettingsOf(d.proj.Snapshot())
+	if err := s.Check(); err != nil {
+		return err
+	}
+	key, err := acmeAccountKey(d.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("ACME account key: %w", err)
+	}
+	issued, err := acme.Obtain(ctx, s, key, d.cfg.ACMEHTTPClient, &acme.Provider{Committer: d.sys, Actor: systemActor})
+	if err != nil {
+		return err
+	}
+	pair, err := tls.X509KeyPair(issued.ChainPEM, issued.KeyPEM)
+	if err != nil {
+		return fmt.Errorf("ACME: the issued certificate and key do not match: %w", err)
+	}
+	// The key first: a crash between the two writes leaves the old
+	// certificate with a key it does not match, which the next start
+	// reports rather than serving a mismatched pair silently.
+	if err := writeFileAtomic(filepath.Join(d.cfg.Dir, "server.key"), issued.KeyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(d.cfg.Dir, "server.crt"), issued.ChainPEM, 0o644); err != nil {
+		return err
+	}
+	d.cert.set(pair)
+	fp := fingerprint(pair.Certificate[0])
+	_, err = d.sys.Do(ctx, systemActor, func(*projections.Model) ([]events.Payload, error) {
+		return []events.Payload{events.ServerCertificateRotated{Fingerprint: fp, Chain: string(issued.ChainPEM),
+			Domains: issued.Leaf.DNSNames, NotAfter: issued.Leaf.NotAfter.UTC(), Source: "acme"}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("ACME: certificate served but its rotation not recorded: %w", err)
+	}
+	d.log.Info("served certificate rotated", "source", "acme", "fingerprint", fp, "domains", issued.Leaf.DNSNames, "not_after", issued.Leaf.NotAfter)
+	return nil
+}
+
+// slogWriter turns lego's log lines into debug records.
+type slogWriter struct{ d *Daemon }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.d.log.Debug("lego", "msg", string(p))
+	return len(p), nil
+}
+
+// listenACMEHTTP serves the HTTP-01 challenge path on plain HTTP (Incus's
+// acme.http.port): Config.ACMEHTTPAddress, else the acme.http.port key;
+// "-" turns it off. A failure to bind is logged: HTTPS keeps serving.
+func (d *Daemon) listenACMEHTTP() {
+	addr := d.cfg.ACMEHTTPAddress
+	if addr == "" {
+		v := d.proj.Snapshot().ConfigValue(acme.KeyHTTPPort)
+		if v == "" {
+			return
+		}
+		var err error
+		if addr, err = acme.ListenAddress(v); err != nil {
+			d.log.Warn("acme.http.port not usable", "err", err)
+			return
+		}
+	}
+	if addr == "-" {
+		return
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		d.log.Warn("ACME challenge listener", "address", addr, "err", err)
+		return
+	}
+	h := acme.NewHandler(d.proj, d.Sync, d.log)
+	srv := &http.Server{Handler: h.ChallengeServer(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	d.acmeHTTP = srv
+	d.acmeHTTPAddr = ln.Addr().String()
+	d.wg.Go(func() { _ = srv.Serve(ln) })
+	d.log.Info("ACME challenges served on plain HTTP", "address", d.acmeHTTPAddr)
+}
+
+// ACMEHTTPAddr returns where the plain-HTTP challenge listener is bound, "" if none.
+func (d *Daemon) ACMEHTTPAddr() string { return d.acmeHTTPAddr }

@@ -1,0 +1,139 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+
+	"github.com/trustlog/trustlog/events/natsstore/natstest"
+	"github.com/trustlog/trustlog/functions/api"
+	"github.com/trustlog/trustlog/local/daemon"
+)
+
+func init() {
+	// Pebble reads these when its parts are made: validate at once, and
+	// never reject a good nonce (deterministic tests).
+	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+}
+
+// pebbleCA is an in-process pebble ACME server whose validation authority
+// fetches HTTP-01 answers from 127.0.0.1:httpPort ("localhost").
+type pebbleCA struct {
+	dirURL   string
+	client   *http.Client
+	rootFile string
+}
+
+func startPebble(t *testing.T, httpPort int) pebbleCA {
+	t.Helper()
+	logger := log.New(io.Discard, "", 0)
+	store := db.NewMemoryStore()
+	c := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {}})
+	v := va.New(logger, httpPort, 0, false, "", store)
+	w := wfe.New(logger, store, v, c, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
+	srv := httptest.NewTLSServer(w.Handler())
+	t.Cleanup(srv.Close)
+	root := filepath.Join(t.TempDir(), "pebble-root.pem")
+	if err := os.WriteFile(root, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.GetRootCert(0).Cert.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return pebbleCA{dirURL: srv.URL + wfe.DirectoryPath, client: srv.Client(), rootFile: root}
+}
+
+// TestACMEIssuance: trustlogd obtains its served certificate from an ACME
+// CA (pebble, in process, validating real HTTP-01 against Trustlog's own
+// handler): the challenge answer A records is served by instance B, the
+// new certificate is served at once without a restart, curl verifies it
+// with the CA's root, and bad settings leave the old certificate served.
+func TestACMEIssuance(t *testing.T) {
+	t.Parallel()
+	ns := natstest.RunServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", NATSURL: ns.ClientURL(), ACMEHTTPAddress: "127.0.0.1:0", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	_, port, _ := strings.Cut(b.ACMEHTTPAddr(), ":")
+	httpPort, _ := strconv.Atoi(port)
+	pebble := startPebble(t, httpPort)
+	ad, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", NATSURL: ns.ClientURL(), ACMEHTTPAddress: "-",
+		ACMEHTTPClient: pebble.client, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ad.Close() })
+	a := newServer(t, ad, nil)
+	oldFP := ad.Fingerprint()
+
+	// Bad settings: refused at once, or the issuance fails; nothing changes.
+	for name, cfg := range map[string]map[string]string{
+		"invalid domain":  {"acme.domain": "not a domain"},
+		"IP address":      {"acme.domain": "127.0.0.1"},
+		"email":           {"acme.email": "nobody"},
+		"unsupported DNS": {"acme.challenge": "DNS-01"},
+	} {
+		if code, _ := a.configure(t, cfg); code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", name, code)
+		}
+	}
+	a.configure(t, map[string]string{"acme.domain": "localhost", "acme.email": "ops@example.com", "acme.ca_url": pebble.dirURL, "acme.agree_tos": "false"})
+	if code, env := a.call(t, "POST", "/1.0/trustlog/acme/renew", nil); code != http.StatusBadGateway || !strings.Contains(env.Error, "acme.agree_tos must be true") {
+		t.Errorf("renew without the terms agreed: %d %q", code, env.Error)
+	}
+	a.configure(t, map[string]string{"acme.agree_tos": "true", "acme.ca_url": "https://127.0.0.1:1/dir"})
+	if code, _ := a.call(t, "POST", "/1.0/trustlog/acme/renew", nil); code != http.StatusBadGateway {
+		t.Errorf("renew with an unreachable CA: %d", code)
+	}
+	if ad.Fingerprint() != oldFP {
+		t.Fatal("a failed issuance changed the served certificate")
+	}
+
+	a.configure(t, map[string]string{"acme.ca_url": pebble.dirURL})
+	if code, env := a.call(t, "POST", "/1.0/trustlog/acme/renew", nil); code != http.StatusOK {
+		t.Fatalf("renew: %d %q", code, env.Error)
+	}
+	newFP := ad.Fingerprint()
+	if newFP == oldFP {
+		t.Fatal("the served certificate did not change")
+	}
+	// Verified with the ACME CA's root and the domain name, as a client would.
+	_, httpsPort, _ := strings.Cut(ad.HTTPSAddr(), ":")
+	out, err := run(t, os.Environ(), "", "curl", "-sS", "--fail", "--cacert", pebble.rootFile, "--resolve", "localhost:"+httpsPort+":127.0.0.1",
+		"https://localhost:"+httpsPort+"/1.0")
+	if err != nil || !strings.Contains(out, `"api_version":"1.0"`) {
+		t.Fatalf("curl with the ACME root: %v\n%s", err, out)
+	}
+	var srv api.Server
+	_, env := a.call(t, "GET", "/1.0", nil)
+	_ = json.Unmarshal(env.Metadata, &srv)
+	if srv.Environment == nil || srv.Environment.CertificateFingerprint != newFP {
+		t.Errorf("GET /1.0 environment certificate fingerprint = %+v, want %s", srv.Environment, newFP)
+	}
+	m := ad.Model()
+	if sc := m.ServerCertificate(); sc == nil || sc.Fingerprint != newFP || sc.Source != "acme" || sc.Domains[0] != "localhost" {
+		t.Errorf("rotation event: %+v", sc)
+	}
+	if st, err := os.Stat(filepath.Join(filepath.Dir(ad.UnixSocket()), "server.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("server.key: %v %v", st, err)
+	}
+}
