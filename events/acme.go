@@ -55,3 +55,33 @@ func (ServerCertificateRotated) EventType() string { return "trustlog.server.cer
 
 // EventSubject implements Payload.
 func (ServerCertificateRotated) EventSubject() string { return SubjectPrefix + ".server.certificate" }
+
+// Outcomes of an ACME renewal.
+const (
+	RenewalScheduled = "scheduled"
+	RenewalSucceeded = "succeeded"
+	RenewalFailed    = "failed"
+)
+
+// ACMERenewal records a step of a certificate renewal: scheduled (with
+// why; it also tells other instances one is under way), then succeeded or
+// failed (with the error and when the next attempt is due).
+type ACMERenewal struct {
+	Outcome string   `json:"outcome"`
+	Domains []string `json:"domains"`
+	// Reason says why a renewal was scheduled: "no certificate", "domains
+	// changed", "two thirds of the validity passed", "requested".
+	Reason string `json:"reason,omitempty"`
+	// Error is the failure, without secrets.
+	Error string `json:"error,omitempty"`
+	// NextAttempt is when a failed renewal is tried again.
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// Instance is the source of the instance doing it.
+	Instance string `json:"instance"`
+}
+
+// EventType implements Payload.
+func (ACMERenewal) EventType() string { return "trustlog.acme.renewal.v1" }
+
+// EventSubject implements Payload.
+func (ACMERenewal) EventSubject() string { return SubjectPrefix + ".acme.renewal" }

@@ -167,6 +167,7 @@ func TestTypes(t *testing.T) {
 	want := []string{
 		"trustlog.acme.challenge.cleaned.v1",
 		"trustlog.acme.challenge.presented.v1",
+		"trustlog.acme.renewal.v1",
 		"trustlog.audit.denied.v1",
 		"trustlog.certificate.removed.v1",
 		"trustlog.certificate.trusted.v1",

@@ -185,6 +185,13 @@ var goldenPayloads = []events.Payload{
 		NotAfter:    time.Date(2027, 2, 20, 9, 0, 0, 0, time.UTC),
 		Source:      "acme",
 	},
+	&events.ACMERenewal{
+		Outcome:     events.RenewalFailed,
+		Domains:     []string{"trust.example.com"},
+		Error:       "acme: obtain trust.example.com: rate limited",
+		NextAttempt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC),
+		Instance:    "/trustlog/node-1",
+	},
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

@@ -29,6 +29,7 @@ var registry = map[string]func() Payload{
 	ACMEChallengePresented{}.EventType():   func() Payload { return &ACMEChallengePresented{} },
 	ACMEChallengeCleaned{}.EventType():     func() Payload { return &ACMEChallengeCleaned{} },
 	ServerCertificateRotated{}.EventType(): func() Payload { return &ServerCertificateRotated{} },
+	ACMERenewal{}.EventType():              func() Payload { return &ACMERenewal{} },
 }
 
 // Types returns every event type this version of Trustlog decodes, sorted.

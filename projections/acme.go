@@ -17,6 +17,20 @@ type ServerCertificate struct {
 	RotatedAt   time.Time
 }
 
+// Renewal is the last step of a served-certificate renewal the log
+// recorded.
+type Renewal struct {
+	Outcome     string
+	Reason      string
+	Error       string
+	Instance    string
+	NextAttempt time.Time
+	At          time.Time
+}
+
+// LastRenewal returns the last renewal step, or nil.
+func (m *Model) LastRenewal() *Renewal { return m.renewal }
+
 // ACMEKeyAuth returns the key authorization of a pending ACME HTTP-01
 // challenge token.
 func (m *Model) ACMEKeyAuth(token string) (string, bool) {
@@ -35,6 +49,8 @@ func (b *Builder) applyACME(p events.Payload, at time.Time) {
 		if _, ok := b.m.challenges[e.Token]; ok {
 			delete(b.challengeMap(), e.Token)
 		}
+	case *events.ACMERenewal:
+		b.m.renewal = &Renewal{Outcome: e.Outcome, Reason: e.Reason, Error: e.Error, Instance: e.Instance, NextAttempt: e.NextAttempt, At: at}
 	case *events.ServerCertificateRotated:
 		b.m.serverCert = &ServerCertificate{Fingerprint: e.Fingerprint, Chain: e.Chain, Domains: nonNil(e.Domains),
 			NotAfter: e.NotAfter, Source: e.Source, RotatedAt: at}

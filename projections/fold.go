@@ -206,7 +206,7 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 		b.endToken(e.ID, TokenExpired, at, "")
 	case *events.IdentityCreated, *events.IdentityGranted, *events.IdentityActivated, *events.IdentityRemoved:
 		b.applyIdentity(p, at)
-	case *events.ACMEChallengePresented, *events.ACMEChallengeCleaned, *events.ServerCertificateRotated:
+	case *events.ACMEChallengePresented, *events.ACMEChallengeCleaned, *events.ServerCertificateRotated, *events.ACMERenewal:
 		b.applyACME(p, at)
 	}
 }

@@ -87,6 +87,7 @@ type Model struct {
 
 	challenges map[string]string // pending ACME HTTP-01 challenges: token → key authorization
 	serverCert *ServerCertificate
+	renewal    *Renewal
 }
 
 // Empty is the model of an empty stream.

@@ -37,6 +37,7 @@ type snapshot struct {
 	Identities []snapIdentity
 	Challenges map[string]string
 	ServerCert *ServerCertificate
+	Renewal    *Renewal
 }
 
 type snapCert struct {
@@ -90,7 +91,7 @@ func EncodeSnapshot(m *Model) ([]byte, error) {
 			CreatedAt: i.CreatedAt, GrantedAt: i.GrantedAt,
 		})
 	}
-	s.Challenges, s.ServerCert = m.challenges, m.serverCert
+	s.Challenges, s.ServerCert, s.Renewal = m.challenges, m.serverCert, m.renewal
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
 		return nil, fmt.Errorf("projections: encode snapshot: %w", err)
@@ -156,6 +157,7 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 		sc.Domains = nonNil(sc.Domains)
 		b.m.serverCert = &sc
 	}
+	b.m.renewal = s.Renewal
 	return b.Model(), nil
 }
 
@@ -217,6 +219,11 @@ func Digest(m *Model) string {
 		t.IssuedAt, t.ExpiresAt, t.EndedAt = t.IssuedAt.UTC(), t.ExpiresAt.UTC(), t.EndedAt.UTC()
 	}
 	s.Challenges, s.ServerCert = m.challenges, m.serverCert
+	if m.renewal != nil {
+		r := *m.renewal
+		r.NextAttempt, r.At = r.NextAttempt.UTC(), r.At.UTC()
+		s.Renewal = &r
+	}
 	if s.ServerCert != nil {
 		sc := *s.ServerCert
 		sc.NotAfter, sc.RotatedAt = sc.NotAfter.UTC(), sc.RotatedAt.UTC()

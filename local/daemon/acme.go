@@ -171,3 +171,122 @@ func (d *Daemon) listenACMEHTTP() {
 
 // ACMEHTTPAddr returns where the plain-HTTP challenge listener is bound, "" if none.
 func (d *Daemon) ACMEHTTPAddr() string { return d.acmeHTTPAddr }
+
+// Renewal policy.
+const (
+	// DefaultACMECheckInterval is how often the served certificate is
+	// checked for renewal (it is also checked on every acme.* change).
+	DefaultACMECheckInterval = time.Hour
+	// acmeLease is how long a scheduled renewal by one instance keeps the
+	// others from starting their own.
+	acmeLease = 10 * time.Minute
+	// Back-off after failures: doubling from the first to the last.
+	acmeFirstBackoff = time.Minute
+	acmeMaxBackoff   = 24 * time.Hour
+)
+
+// renewalDue says whether, and why, a certificate should be replaced at
+// now under settings s: none from ACME yet, a configured domain it does
+// not cover, or two thirds of its validity gone.
+func renewalDue(s acme.Settings, leaf *x509.Certificate, fromACME bool, now time.Time) (string, bool) {
+	switch {
+	case !s.Enabled():
+		return "", false
+	case leaf == nil || !fromACME:
+		return "no ACME certificate yet", true
+	}
+	for _, dom := range s.Domains {
+		if leaf.VerifyHostname(dom) != nil {
+			return "domains changed", true
+		}
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	if now.After(leaf.NotBefore.Add(life * 2 / 3)) {
+		return "two thirds of the validity passed", true
+	}
+	return "", false
+}
+
+// CheckRenewal renews the served certificate if it is due (or if reason
+// is given: an admin asked), recording the steps as events: scheduled
+// (which also tells the other instances one is under way), then succeeded
+// or failed with the next attempt, backing off from 1 minute to a day.
+func (d *Daemon) CheckRenewal(ctx context.Context, reason string) error {
+	d.renewMu.Lock() // one renewal at a time on this instance
+	defer d.renewMu.Unlock()
+	now := d.cfg.Now()
+	m := d.proj.Snapshot()
+	s := acme.SettingsOf(m)
+	if reason == "" {
+		leaf := d.cert.cur.Load().pair.Leaf
+		sc := m.ServerCertificate()
+		fromACME := sc != nil && sc.Source == "acme" && sc.Fingerprint == d.Fingerprint()
+		var due bool
+		if reason, due = renewalDue(s, leaf, fromACME, now); !due {
+			return nil
+		}
+		if r := m.LastRenewal(); r != nil && r.Outcome == events.RenewalFailed && now.Before(r.NextAttempt) {
+			return nil // backing off
+		}
+	} else if err := s.Check(); err != nil {
+		return err
+	}
+	ours := false
+	_, err := d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
+		if r := m.LastRenewal(); r != nil && r.Outcome == events.RenewalScheduled && now.Sub(r.At) < acmeLease && r.Instance != d.source {
+			return nil, nil // another instance is renewing
+		}
+		ours = true
+		return []events.Payload{events.ACMERenewal{Outcome: events.RenewalScheduled, Domains: s.Domains, Reason: reason, Instance: d.source}}, nil
+	})
+	if err != nil || !ours {
+		return err
+	}
+	renewErr := d.RenewCertificate(ctx)
+	step := events.ACMERenewal{Outcome: events.RenewalSucceeded, Domains: s.Domains, Instance: d.source}
+	d.acmeMu.Lock()
+	if renewErr != nil {
+		d.acmeBackoff = min(max(2*d.acmeBackoff, acmeFirstBackoff), acmeMaxBackoff)
+		step.Outcome, step.Error, step.NextAttempt = events.RenewalFailed, renewErr.Error(), now.Add(d.acmeBackoff).UTC()
+	} else {
+		d.acmeBackoff = 0
+	}
+	d.acmeMu.Unlock()
+	if _, err := d.sys.Do(ctx, systemActor, func(*projections.Model) ([]events.Payload, error) {
+		return []events.Payload{step}, nil
+	}); err != nil {
+		d.log.Warn("renewal outcome not recorded", "err", err)
+	}
+	if renewErr != nil {
+		d.log.Warn("certificate renewal failed; the current certificate stays", "err", renewErr, "next_attempt", step.NextAttempt)
+	}
+	return renewErr
+}
+
+// runACME checks for renewal every interval and whenever an acme.* key
+// changes, until ctx ends.
+func (d *Daemon) runACME(ctx context.Context) {
+	tick := time.NewTicker(d.cfg.ACMECheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-d.acmeChanged:
+		}
+		if err := d.CheckRenewal(ctx, ""); err != nil && ctx.Err() == nil {
+			d.log.Debug("ACME check", "err", err)
+		}
+	}
+}
+
+// acmeKeys fingerprints the acme.* settings, to notice changes.
+func acmeKeys(m *projections.Model) string {
+	var b []byte
+	for _, k := range []string{acme.KeyDomain, acme.KeyEmail, acme.KeyAgreeTOS, acme.KeyCAURL, acme.KeyChallenge} {
+		b = append(b, m.ConfigValue(k)...)
+		b = append(b, 0)
+	}
+	return string(b)
+}

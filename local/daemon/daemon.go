@@ -73,6 +73,11 @@ type Config struct {
 	// challenges on plain HTTP; "" follows the acme.http.port key, "-"
 	// turns it off.
 	ACMEHTTPAddress string
+	// ACMECheckInterval is how often the served certificate is checked for
+	// renewal (and it is checked on every acme.* change); 0 means
+	// DefaultACMECheckInterval, a negative value no background checks at
+	// all (CheckRenewal and the renew endpoint still work).
+	ACMECheckInterval time.Duration
 	// ACMEHTTPClient reaches the ACME CA; nil is lego's default client,
 	// which adds the roots named by LEGO_CA_CERTIFICATES.
 	ACMEHTTPClient *http.Client
@@ -103,6 +108,11 @@ func (c Config) Validate() error {
 
 // Daemon is a running trustlogd.
 type Daemon struct {
+	source             string        // the CloudEvents source of this instance's events
+	acmeChanged        chan struct{} // an acme.* key changed
+	acmeMu             sync.Mutex
+	renewMu            sync.Mutex
+	acmeBackoff        time.Duration
 	acmeHTTP           *http.Server // the plain-HTTP ACME challenge listener, if any
 	acmeHTTPAddr       string
 	subscriberPassword string // the read-only NATS user's password, with NATSListen
@@ -145,6 +155,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ACMECheckInterval == 0 {
+		cfg.ACMECheckInterval = DefaultACMECheckInterval
+	}
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = DefaultHeaderTimeout
 	}
@@ -157,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.SnapshotInterval <= 0 {
 		cfg.SnapshotInterval = DefaultSnapshotInterval
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, acmeChanged: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -203,7 +216,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	svc := service.Config{
 		Sync:             d.Sync,
-		RenewCertificate: d.RenewCertificate,
+		RenewCertificate: func(ctx context.Context) error { return d.CheckRenewal(ctx, "requested") },
 		Fallback:         fallback,
 		Feed:             d.store,
 		SealingKey:       key,
@@ -219,6 +232,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.sys = &commit.Committer{Model: d.proj, Log: d.store, Now: cfg.Now, NewID: newID, Source: svc.Source}
+	d.source = svc.Source
 	if cfg.HTTPSAddress != "" {
 		if err := d.setHTTPSAddress(ctx, cfg.HTTPSAddress); err != nil {
 			return nil, err
@@ -241,6 +255,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.wg.Go(func() { crls.run(runCtx) })
 	d.wg.Go(func() { d.runSnapshots(runCtx) })
 	d.wg.Go(func() { d.handler.RunDenials(runCtx, DenialFlushInterval) })
+	if cfg.ACMECheckInterval > 0 {
+		d.wg.Go(func() { d.runACME(runCtx) })
+	}
 	d.log.Info("trustlogd ready",
 		"https", d.HTTPSAddr(), "unix", d.UnixSocket(),
 		"fingerprint", d.Fingerprint(), "events", d.proj.Snapshot().Seq(),
@@ -402,6 +419,7 @@ func (d *Daemon) reconcileHTTPS() error {
 
 // followConfig rebinds the HTTPS listener whenever core.https_address changes.
 func (d *Daemon) followConfig(ctx context.Context) {
+	acmeSeen := acmeKeys(d.proj.Snapshot())
 	for {
 		seq := d.proj.Snapshot().Seq()
 		if err := d.proj.WaitFor(ctx, seq+1); err != nil {
@@ -409,6 +427,13 @@ func (d *Daemon) followConfig(ctx context.Context) {
 		}
 		if err := d.reconcileHTTPS(); err != nil {
 			d.log.Error("HTTPS listener not moved", "err", err)
+		}
+		if k := acmeKeys(d.proj.Snapshot()); k != acmeSeen {
+			acmeSeen = k
+			select {
+			case d.acmeChanged <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -76,8 +77,9 @@ func TestACMEIssuance(t *testing.T) {
 	_, port, _ := strings.Cut(b.ACMEHTTPAddr(), ":")
 	httpPort, _ := strconv.Atoi(port)
 	pebble := startPebble(t, httpPort)
+	clk := &clock{now: time.Now()}
 	ad, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", NATSURL: ns.ClientURL(), ACMEHTTPAddress: "-",
-		ACMEHTTPClient: pebble.client, Logger: quiet})
+		ACMEHTTPClient: pebble.client, Logger: quiet, Now: clk.Now, ACMECheckInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,5 +137,86 @@ func TestACMEIssuance(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(filepath.Dir(ad.UnixSocket()), "server.key")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("server.key: %v %v", st, err)
+	}
+
+	// Renewal: nothing to do while the certificate is young; past two
+	// thirds of its validity it is renewed, and the steps are recorded.
+	if err := ad.CheckRenewal(ctx, ""); err != nil || ad.Fingerprint() != newFP {
+		t.Fatalf("early check renewed (%v) or failed", err)
+	}
+	leaf := srv.Environment.Certificate
+	block, _ := pem.Decode([]byte(leaf))
+	cert, _ := x509.ParseCertificate(block.Bytes)
+	clk.Add(cert.NotAfter.Sub(cert.NotBefore)*2/3 + time.Hour - time.Since(cert.NotBefore))
+	if err := ad.CheckRenewal(ctx, ""); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	if ad.Fingerprint() == newFP {
+		t.Error("the certificate was not renewed past two thirds of its validity")
+	}
+	if r := ad.Model().LastRenewal(); r == nil || r.Outcome != "succeeded" {
+		t.Errorf("last renewal step: %+v", r)
+	}
+	// A failing CA: failed step with a next attempt, the certificate kept,
+	// and no new attempt before then.
+	renewed := ad.Fingerprint()
+	a.configure(t, map[string]string{"acme.ca_url": "https://127.0.0.1:1/dir"})
+	clk.Add(10 * 365 * 24 * time.Hour) // everything is due now
+	if err := ad.CheckRenewal(ctx, ""); err == nil {
+		t.Fatal("renewal against an unreachable CA succeeded")
+	}
+	r := ad.Model().LastRenewal()
+	if r == nil || r.Outcome != "failed" || !r.NextAttempt.After(clk.Now()) || ad.Fingerprint() != renewed {
+		t.Fatalf("after a failure: %+v, fingerprint kept %v", r, ad.Fingerprint() == renewed)
+	}
+	before := a.lastSeq(t)
+	if err := ad.CheckRenewal(ctx, ""); err != nil || a.lastSeq(t) != before {
+		t.Errorf("a check during the back-off tried again (%v, %d events)", err, a.lastSeq(t)-before)
+	}
+	// The unix socket keeps working whatever ACME does (break glass).
+	if code, _ := a.call(t, "GET", "/1.0/certificates", nil); code != 200 {
+		t.Errorf("unix socket after ACME failures: %d", code)
+	}
+}
+
+// TestACMEAutomatic: setting the acme.* keys is enough: the instance
+// notices the change, obtains a certificate and serves it, recording why.
+func TestACMEAutomatic(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The challenge listener's port must be known before pebble starts.
+	probe, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", ACMEHTTPAddress: "127.0.0.1:0", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := probe.ACMEHTTPAddr()
+	probe.Close()
+	_, port, _ := strings.Cut(addr, ":")
+	httpPort, _ := strconv.Atoi(port)
+	pebble := startPebble(t, httpPort)
+	d, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", ACMEHTTPAddress: addr, ACMEHTTPClient: pebble.client, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	s := newServer(t, d, nil)
+	old := d.Fingerprint()
+	s.configure(t, map[string]string{"acme.domain": "localhost", "acme.email": "ops@example.com", "acme.ca_url": pebble.dirURL, "acme.agree_tos": "true"})
+	for d.Fingerprint() == old {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no certificate 60 s after the acme.* keys were set; last step %+v", d.Model().LastRenewal())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// The outcome is recorded just after the new certificate is served.
+	for r := d.Model().LastRenewal(); r == nil || r.Outcome != "succeeded"; r = d.Model().LastRenewal() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("last renewal step: %+v", r)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
