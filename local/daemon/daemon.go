@@ -358,7 +358,8 @@ func (d *Daemon) listenUnix() error {
 		},
 		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
-	d.wg.Go(func() { _ = d.unix.Serve(ln) })
+	srv := d.unix // Close may clear the field while Serve starts
+	d.wg.Go(func() { _ = srv.Serve(ln) })
 	return nil
 }
 
