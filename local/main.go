@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS server or cluster URL(s); default: embedded server in <dir>/nats")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "credentials file for --nats")
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "stream replicas on an external cluster (3 for a 3-node cluster)")
+	fs.StringVar(&cfg.ACMEHTTPAddress, "acme-http-address", "", "where this instance answers ACME HTTP-01 challenges on plain HTTP (default: the acme.http.port key; - for nowhere)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let other services read the event stream: the embedded NATS server listens on host:port, with a read-only user written to <dir>/subscriber.url")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "put an HTTP API behind Trustlog: http(s)://host:port[/base] or unix:/path; authenticated requests for other paths are proxied with X-Trustlog-* identity headers")
 	fs.BoolVar(&verbose, "verbose", false, "log debug messages")
