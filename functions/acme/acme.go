@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -43,6 +44,10 @@ const (
 	KeyCAURL     = "acme.ca_url"
 	KeyHTTPPort  = "acme.http.port"
 	KeyChallenge = "acme.challenge"
+	// KeyEABKID and KeyEABHMAC are the CA's external account binding
+	// (required by some CAs); the HMAC key is sealed in the log.
+	KeyEABKID  = "acme.eab.kid"
+	KeyEABHMAC = "acme.eab.hmac"
 )
 
 // DefaultCAURL is Let's Encrypt's production directory.
@@ -55,11 +60,15 @@ type Settings struct {
 	AgreeTOS bool
 	CAURL    string
 	HTTPPort string
+	// EABKID and EABHMAC bind the account to one at the CA; EABHMAC is the
+	// plain key (the host unseals it from the configuration).
+	EABKID, EABHMAC string
 }
 
 // SettingsOf reads the acme.* keys of m.
 func SettingsOf(m *projections.Model) Settings {
-	s := Settings{Email: m.ConfigValue(KeyEmail), CAURL: m.ConfigValue(KeyCAURL), HTTPPort: m.ConfigValue(KeyHTTPPort)}
+	s := Settings{Email: m.ConfigValue(KeyEmail), CAURL: m.ConfigValue(KeyCAURL), HTTPPort: m.ConfigValue(KeyHTTPPort),
+		EABKID: m.ConfigValue(KeyEABKID), EABHMAC: m.ConfigValue(KeyEABHMAC)}
 	for _, d := range strings.Split(m.ConfigValue(KeyDomain), ",") {
 		if d = strings.TrimSpace(d); d != "" {
 			s.Domains = append(s.Domains, d)
@@ -119,6 +128,18 @@ var Validators = map[string]func(string) error{
 	KeyHTTPPort: func(v string) error {
 		_, err := ListenAddress(v)
 		return err
+	},
+	KeyEABKID: func(v string) error {
+		if strings.ContainsAny(v, " \t\n") {
+			return fmt.Errorf("%q must not contain spaces", v)
+		}
+		return nil
+	},
+	KeyEABHMAC: func(v string) error {
+		if _, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "=")); err != nil {
+			return errors.New("the HMAC key must be base64url, as the CA gives it")
+		}
+		return nil
 	},
 	KeyChallenge: func(v string) error {
 		if v != "HTTP-01" {
@@ -328,7 +349,13 @@ func obtain(cfg *lego.Config, u *user, s Settings, p challenge.Provider) (Issued
 	if err := client.Challenge.SetHTTP01Provider(p); err != nil {
 		return Issued{}, err
 	}
-	if u.reg, err = client.Registration.Register(registration.RegisterOptions{TermsOfServiceAgreed: true}); err != nil {
+	if s.EABKID != "" {
+		u.reg, err = client.Registration.RegisterWithExternalAccountBinding(registration.RegisterEABOptions{
+			TermsOfServiceAgreed: true, Kid: s.EABKID, HmacEncoded: s.EABHMAC})
+	} else {
+		u.reg, err = client.Registration.Register(registration.RegisterOptions{TermsOfServiceAgreed: true})
+	}
+	if err != nil {
 		return Issued{}, fmt.Errorf("acme: account: %w", err)
 	}
 	res, err := client.Certificate.Obtain(certificate.ObtainRequest{Domains: s.Domains, Bundle: true})

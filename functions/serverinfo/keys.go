@@ -39,6 +39,8 @@ var keys = map[string]func(string) error{
 	acme.KeyCAURL:     acme.Validators[acme.KeyCAURL],
 	acme.KeyHTTPPort:  acme.Validators[acme.KeyHTTPPort],
 	acme.KeyChallenge: acme.Validators[acme.KeyChallenge],
+	acme.KeyEABKID:    acme.Validators[acme.KeyEABKID],
+	acme.KeyEABHMAC:   acme.Validators[acme.KeyEABHMAC],
 
 	oidc.KeyIssuer:         validateIssuer,
 	oidc.KeyClientID:       validateText,

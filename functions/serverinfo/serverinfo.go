@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/acme"
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/commit"
@@ -54,6 +55,18 @@ type Host interface {
 	ServerName() string
 }
 
+// Sensitive is what GET /1.0 shows in place of a sealed value; a PUT that
+// sends it back leaves the value as it is.
+const Sensitive = "SENSITIVE"
+
+// SensitiveKey reports whether a key's value is sealed under the service
+// key before it is recorded (secrets such as acme.eab.hmac).
+func SensitiveKey(k string) bool { return k == acme.KeyEABHMAC }
+
+// Sealer seals a sensitive configuration value for the log (the service
+// key's box, with the key name as additional data).
+type Sealer func(key, value string) (string, error)
+
 // Discoverer checks OpenID Connect issuers (package oidc implements it).
 type Discoverer interface {
 	// Discover checks that issuer answers discovery for exactly itself.
@@ -70,6 +83,14 @@ type Handler struct {
 	host      Host
 	log       *slog.Logger
 	oidc      Discoverer
+	seal      Sealer
+}
+
+// WithSealing makes h seal the values of sensitive keys with seal; without
+// it, setting a sensitive key is refused.
+func (h *Handler) WithSealing(seal Sealer) *Handler {
+	h.seal = seal
+	return h
 }
 
 // WithOIDC makes h validate oidc.issuer by discovery with d and offer
@@ -106,6 +127,11 @@ func (h *Handler) root(w http.ResponseWriter, r *http.Request) {
 // admin, only user.ui.* keys for anyone else (as Incus).
 func visibleConfig(m *projections.Model, id authn.Identity) map[string]string {
 	cfg := m.Config()
+	for k := range cfg {
+		if SensitiveKey(k) {
+			cfg[k] = Sensitive // sealed in the log, never shown again
+		}
+	}
 	if id.Admin() {
 		return cfg
 	}
@@ -180,8 +206,13 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
 		response.Fail(w, r, h.log, err)
 		return
 	}
-	cur := h.model.Snapshot().Config()
-	if err := response.CheckETag(r, cur); err != nil {
+	snap := h.model.Snapshot()
+	cur := snap.Config()
+	if err := response.CheckETag(r, visibleConfig(snap, id)); err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	if err := h.sealRequest(cur, body.Config); err != nil {
 		response.Fail(w, r, h.log, err)
 		return
 	}
@@ -208,6 +239,33 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
 	response.EmptySync(w)
 }
 
+// sealRequest replaces, in req, the values of sensitive keys: SENSITIVE
+// (sent back from GET /1.0) by the sealed value in force, a new value by
+// its sealed form. Validation has seen the plain value first.
+func (h *Handler) sealRequest(cur, req map[string]string) error {
+	for k, v := range req {
+		if !SensitiveKey(k) || v == "" {
+			continue
+		}
+		if v == Sensitive {
+			req[k] = cur[k]
+			continue
+		}
+		if err := ValidateKey(k, v); err != nil {
+			return response.BadRequest(fmt.Sprintf("Invalid config: %v", err))
+		}
+		if h.seal == nil {
+			return response.BadRequest(fmt.Sprintf("Invalid config: %s can only be set on a host with a sealing key", k))
+		}
+		sealed, err := h.seal(k, v)
+		if err != nil {
+			return err
+		}
+		req[k] = sealed
+	}
+	return nil
+}
+
 // configChanges validates the requested configuration against the current
 // one and returns one event per changed key, sorted by key.
 func configChanges(cur, req map[string]string, merge bool) ([]events.Payload, error) {
@@ -223,6 +281,11 @@ func configChanges(cur, req map[string]string, merge bool) ([]events.Payload, er
 	for _, k := range keys {
 		old, nv := cur[k], next[k]
 		if old == nv {
+			continue
+		}
+		if SensitiveKey(k) && nv != "" {
+			// Sealed by sealRequest after validation.
+			out = append(out, events.ConfigChanged{Key: k, Value: nv})
 			continue
 		}
 		if err := ValidateKey(k, nv); err != nil {

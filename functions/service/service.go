@@ -186,7 +186,7 @@ func New(cfg Config) (*Service, error) {
 	refused := denials.New(c, cfg.Now, cfg.Logger)
 	met := metrics.New(cfg.Model, cfg.Stream, cfg.Now)
 	byFunction := map[string][]gate.Route{
-		FunctionServer:       serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).WithOIDC(cfg.OIDC).Routes(),
+		FunctionServer:       serverinfo.New(cfg.Model, c, cfg.Host, cfg.Logger).WithOIDC(cfg.OIDC).WithSealing(sealer(box)).Routes(),
 		FunctionCertificates: certificates.New(cfg.Model, c, tok, cfg.Now, cfg.Logger).Routes(),
 		FunctionOperations:   tok.Routes(),
 		FunctionPKI:          pki.New(cfg.Model, c, cfg.Now, cfg.Logger).Routes(),
@@ -221,4 +221,13 @@ func New(cfg Config) (*Service, error) {
 		tokens:  tok,
 		denials: refused,
 	}, nil
+}
+
+// sealer seals sensitive configuration values with the service key (the
+// key name as additional data); nil without a key.
+func sealer(box *sealing.Box) serverinfo.Sealer {
+	if box == nil {
+		return nil
+	}
+	return func(key, value string) (string, error) { return box.Seal([]byte(value), []byte(key)) }
 }

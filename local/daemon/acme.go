@@ -95,6 +95,13 @@ func (d *Daemon) RenewCertificate(ctx context.Context) error {
 	if err := s.Check(); err != nil {
 		return err
 	}
+	if s.EABHMAC != "" {
+		plain, err := d.box.Open(s.EABHMAC, []byte(acme.KeyEABHMAC))
+		if err != nil {
+			return fmt.Errorf("%s does not open under this host's sealing key", acme.KeyEABHMAC)
+		}
+		s.EABHMAC = string(plain)
+	}
 	key, err := acmeAccountKey(d.cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("ACME account key: %w", err)

@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/frontdoor"
+	"github.com/trustlog/trustlog/functions/sealing"
 	"github.com/trustlog/trustlog/functions/serverinfo"
 	"github.com/trustlog/trustlog/functions/service"
 	"github.com/trustlog/trustlog/projections"
@@ -108,6 +110,7 @@ func (c Config) Validate() error {
 
 // Daemon is a running trustlogd.
 type Daemon struct {
+	box                *sealing.Box  // the service key, to unseal sensitive configuration
 	source             string        // the CloudEvents source of this instance's events
 	acmeChanged        chan struct{} // an acme.* key changed
 	acmeMu             sync.Mutex
@@ -204,6 +207,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	key, err := loadOrCreateSealingKey(cfg.Dir)
 	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	if d.box, err = sealing.New(key, rand.Reader); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	host, _ := os.Hostname()

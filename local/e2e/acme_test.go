@@ -219,3 +219,37 @@ func TestACMEAutomatic(t *testing.T) {
 		}
 	}
 }
+
+// TestACMESensitiveKeys: acme.eab.hmac is sealed before it is recorded,
+// shown as SENSITIVE, kept when a client sends SENSITIVE back, and
+// validated first.
+func TestACMESensitiveKeys(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	const hmac = "c2VjcmV0LWhtYWMta2V5LWZvci1lYWI"
+	if code, env := s.configure(t, map[string]string{"acme.eab.kid": "kid-1", "acme.eab.hmac": hmac}); code != 200 {
+		t.Fatalf("set EAB: %d %s", code, env.Error)
+	}
+	var srv api.Server
+	_, env := s.call(t, "GET", "/1.0", nil)
+	_ = json.Unmarshal(env.Metadata, &srv)
+	if srv.Config["acme.eab.hmac"] != "SENSITIVE" || srv.Config["acme.eab.kid"] != "kid-1" {
+		t.Errorf("config shown: %v", srv.Config)
+	}
+	stored := s.d.Model().ConfigValue("acme.eab.hmac")
+	if stored == hmac || stored == "" {
+		t.Fatalf("acme.eab.hmac recorded as %q", stored)
+	}
+	// A PUT of what GET returned (as `incus config set` does) keeps it.
+	srv.Config["user.other"] = "x"
+	if code, env := s.call(t, "PUT", "/1.0", api.ServerPut{Config: srv.Config}); code != 200 {
+		t.Fatalf("PUT back: %d %s", code, env.Error)
+	}
+	if got := s.d.Model().ConfigValue("acme.eab.hmac"); got != stored {
+		t.Error("PUT with SENSITIVE changed the sealed value")
+	}
+	if code, _ := s.configure(t, map[string]string{"acme.eab.hmac": "not base64 !"}); code != 400 {
+		t.Errorf("bad HMAC: %d, want 400", code)
+	}
+	s.secrets = append(s.secrets, hmac) // the stream scan checks it never appears
+}
