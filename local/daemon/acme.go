@@ -297,3 +297,25 @@ func acmeKeys(m *projections.Model) string {
 	}
 	return string(b)
 }
+
+// followRotation switches the served certificate when the log records a
+// rotation this instance did not make, if the data directory holds that
+// certificate and its key (a volume the instances share, or files an
+// operator distributed): the key itself never travels through the log.
+func (d *Daemon) followRotation() {
+	sc := d.proj.Snapshot().ServerCertificate()
+	if sc == nil || sc.Fingerprint == d.Fingerprint() {
+		return
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(d.cfg.Dir, "server.crt"), filepath.Join(d.cfg.Dir, "server.key"))
+	if err != nil || len(pair.Certificate) == 0 || fingerprint(pair.Certificate[0]) != sc.Fingerprint {
+		if d.rotationSeen != sc.Fingerprint {
+			d.rotationSeen = sc.Fingerprint
+			d.log.Info("the served certificate was rotated elsewhere; this instance keeps its own until the new one is in its data directory",
+				"fingerprint", sc.Fingerprint)
+		}
+		return
+	}
+	d.cert.set(pair)
+	d.log.Info("served certificate switched to the rotated one", "fingerprint", sc.Fingerprint)
+}

@@ -110,6 +110,7 @@ func (c Config) Validate() error {
 
 // Daemon is a running trustlogd.
 type Daemon struct {
+	rotationSeen       string        // the last rotation this instance could not follow (logged once)
 	box                *sealing.Box  // the service key, to unseal sensitive configuration
 	source             string        // the CloudEvents source of this instance's events
 	acmeChanged        chan struct{} // an acme.* key changed
@@ -435,6 +436,7 @@ func (d *Daemon) followConfig(ctx context.Context) {
 		if err := d.reconcileHTTPS(); err != nil {
 			d.log.Error("HTTPS listener not moved", "err", err)
 		}
+		d.followRotation()
 		if k := acmeKeys(d.proj.Snapshot()); k != acmeSeen {
 			acmeSeen = k
 			select {

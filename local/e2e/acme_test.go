@@ -139,6 +139,26 @@ func TestACMEIssuance(t *testing.T) {
 		t.Errorf("server.key: %v %v", st, err)
 	}
 
+	// B follows the rotation once its data directory holds the new pair (a
+	// shared volume in production; copied here).
+	for _, f := range []string{"server.crt", "server.key"} {
+		raw, err := os.ReadFile(filepath.Join(filepath.Dir(ad.UnixSocket()), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(filepath.Dir(b.UnixSocket()), f), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.configure(t, map[string]string{"user.nudge": "1"}) // any event makes B look again
+	for b.Fingerprint() != newFP {
+		select {
+		case <-ctx.Done():
+			t.Fatal("B did not switch to the rotated certificate")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
 	// Renewal: nothing to do while the certificate is young; past two
 	// thirds of its validity it is renewed, and the steps are recorded.
 	if err := ad.CheckRenewal(ctx, ""); err != nil || ad.Fingerprint() != newFP {
