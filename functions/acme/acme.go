@@ -372,3 +372,31 @@ func obtain(cfg *lego.Config, u *user, s Settings, p challenge.Provider) (Issued
 	}
 	return Issued{ChainPEM: res.Certificate, KeyPEM: res.PrivateKey, Leaf: leaf}, nil
 }
+
+// RenewalSuggested asks the CA's renewal information (ARI, RFC 9773)
+// whether leaf should be renewed at now: true once the CA's suggested
+// window has started (for example after a revocation or a mass re-issue).
+// A CA without ARI, or any error, says no.
+func RenewalSuggested(ctx context.Context, s Settings, accountKey crypto.PrivateKey, client *http.Client, leaf *x509.Certificate, now time.Time) bool {
+	cfg := lego.NewConfig(&user{email: s.Email, key: accountKey})
+	cfg.CADirURL = s.CAURL
+	if client != nil {
+		cfg.HTTPClient = client
+	}
+	done := make(chan bool, 1)
+	go func() {
+		c, err := lego.NewClient(cfg)
+		if err != nil {
+			done <- false
+			return
+		}
+		info, err := c.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})
+		done <- err == nil && info.ShouldRenewAt(now, 0) != nil
+	}()
+	select {
+	case due := <-done:
+		return due
+	case <-ctx.Done():
+		return false
+	}
+}

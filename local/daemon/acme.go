@@ -230,7 +230,13 @@ func (d *Daemon) CheckRenewal(ctx context.Context, reason string) error {
 		fromACME := sc != nil && sc.Source == "acme" && sc.Fingerprint == d.Fingerprint()
 		var due bool
 		if reason, due = renewalDue(s, leaf, fromACME, now); !due {
-			return nil
+			// The CA may ask for an early renewal (ARI): after a revocation,
+			// for instance.
+			key, err := acmeAccountKey(d.cfg.Dir)
+			if err != nil || leaf == nil || !acme.RenewalSuggested(ctx, s, key, d.cfg.ACMEHTTPClient, leaf, now) {
+				return nil
+			}
+			reason = "the CA's renewal information suggests it"
 		}
 		if r := m.LastRenewal(); r != nil && r.Outcome == events.RenewalFailed && now.Before(r.NextAttempt) {
 			return nil // backing off

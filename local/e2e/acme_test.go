@@ -22,6 +22,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 
+	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/events/natsstore/natstest"
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/local/daemon"
@@ -40,6 +41,8 @@ type pebbleCA struct {
 	dirURL   string
 	client   *http.Client
 	rootFile string
+	mgmtURL  string // pebble's management API (set-renewal-info)
+	mgmt     *http.Client
 }
 
 func startPebble(t *testing.T, httpPort int) pebbleCA {
@@ -55,7 +58,9 @@ func startPebble(t *testing.T, httpPort int) pebbleCA {
 	if err := os.WriteFile(root, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.GetRootCert(0).Cert.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return pebbleCA{dirURL: srv.URL + wfe.DirectoryPath, client: srv.Client(), rootFile: root}
+	mgmt := httptest.NewTLSServer(w.ManagementHandler())
+	t.Cleanup(mgmt.Close)
+	return pebbleCA{dirURL: srv.URL + wfe.DirectoryPath, client: srv.Client(), rootFile: root, mgmtURL: mgmt.URL, mgmt: mgmt.Client()}
 }
 
 // TestACMEIssuance: trustlogd obtains its served certificate from an ACME
@@ -167,16 +172,43 @@ func TestACMEIssuance(t *testing.T) {
 	leaf := srv.Environment.Certificate
 	block, _ := pem.Decode([]byte(leaf))
 	cert, _ := x509.ParseCertificate(block.Bytes)
-	clk.Add(cert.NotAfter.Sub(cert.NotBefore)*2/3 + time.Hour - time.Since(cert.NotBefore))
+	shift := cert.NotAfter.Sub(cert.NotBefore)*2/3 + time.Hour - time.Since(cert.NotBefore)
+	clk.Add(shift)
 	if err := ad.CheckRenewal(ctx, ""); err != nil {
 		t.Fatalf("renewal: %v", err)
 	}
+	if reason := lastScheduledReason(t, a); reason != "two thirds of the validity passed" {
+		t.Errorf("renewal reason %q", reason)
+	}
+	clk.Add(-shift) // back to now: the renewed certificate is young again
 	if ad.Fingerprint() == newFP {
 		t.Error("the certificate was not renewed past two thirds of its validity")
 	}
 	if r := ad.Model().LastRenewal(); r == nil || r.Outcome != "succeeded" {
 		t.Errorf("last renewal step: %+v", r)
 	}
+	// The CA's renewal information (ARI) asks for an early renewal: a
+	// suggested window that has begun renews a young certificate.
+	young := ad.Fingerprint()
+	_, env = a.call(t, "GET", "/1.0", nil)
+	_ = json.Unmarshal(env.Metadata, &srv)
+	window := `{"suggestedWindow":{"start":"` + clk.Now().Add(-2*time.Hour).UTC().Format(time.RFC3339) + `","end":"` + clk.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `"}}`
+	body, _ := json.Marshal(map[string]string{"Certificate": srv.Environment.Certificate, "ARIResponse": window})
+	resp, err := pebble.mgmt.Post(pebble.mgmtURL+"/set-renewal-info/", "application/json", strings.NewReader(string(body)))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("set renewal info: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if err := ad.CheckRenewal(ctx, ""); err != nil {
+		t.Fatalf("ARI renewal: %v", err)
+	}
+	if ad.Fingerprint() == young {
+		t.Error("the CA's renewal information did not renew the certificate")
+	}
+	if reason := lastScheduledReason(t, a); reason != "the CA's renewal information suggests it" {
+		t.Errorf("renewal reason %q, want ARI", reason)
+	}
+
 	// A failing CA: failed step with a next attempt, the certificate kept,
 	// and no new attempt before then.
 	renewed := ad.Fingerprint()
@@ -272,4 +304,26 @@ func TestACMESensitiveKeys(t *testing.T) {
 		t.Errorf("bad HMAC: %d, want 400", code)
 	}
 	s.secrets = append(s.secrets, hmac) // the stream scan checks it never appears
+}
+
+// lastScheduledReason returns the reason of the last scheduled renewal in
+// the stream.
+func lastScheduledReason(t *testing.T, s *server) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := s.d.Store().Read(ctx, 1, s.lastSeq(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := ""
+	for _, rec := range recs {
+		env, _ := events.Decode(rec.Raw)
+		if p, err := env.Payload(); err == nil {
+			if r, ok := p.(*events.ACMERenewal); ok && r.Outcome == events.RenewalScheduled {
+				reason = r.Reason
+			}
+		}
+	}
+	return reason
 }
