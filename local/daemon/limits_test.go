@@ -1,13 +1,19 @@
 package daemon_test
 
 import (
+	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/local/daemon"
 )
 
@@ -91,5 +97,35 @@ func TestConnectionsPerSource(t *testing.T) {
 	}
 	for _, c := range held[1:] {
 		c.Close()
+	}
+}
+
+// TestBreakGlassExpiredCertificate: with an expired served certificate
+// (a renewal that never came), trustlogd still starts and its unix socket
+// answers, so an operator can fix the configuration or the certificate.
+func TestBreakGlassExpiredCertificate(t *testing.T) {
+	t.Parallel()
+	dir := dmShortDir(t)
+	clock := newTestClock()
+	expired := newDMCert(t, "trust.example.com", clock.Now().Add(-48*time.Hour), clock.Now().Add(-time.Hour))
+	keyDER, err := x509.MarshalECPrivateKey(expired.Pair.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "server.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: expired.X509.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "server.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	td := dmStart(t, dir, clock)
+	if td.d.Fingerprint() != expired.FP {
+		t.Fatalf("served %s, want the expired certificate %s", td.d.Fingerprint(), expired.FP)
+	}
+	if got := td.call(t, nil, "GET", "/1.0", nil); got.Code != 200 {
+		t.Errorf("unix socket with an expired served certificate: %+v", got)
+	}
+	if got := td.call(t, nil, "PATCH", "/1.0", api.ServerPut{Config: map[string]string{"user.fixed": "yes"}}); got.Code != 200 {
+		t.Errorf("configuration change over the unix socket: %+v", got)
 	}
 }
