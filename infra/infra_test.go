@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,10 @@ import (
 // checks can then see what refers to what.
 func open(t *testing.T, path string) *cloudformation.Template {
 	t.Helper()
+	// goformation registers its YAML tag resolvers in a package-level map
+	// on every parse: one parse at a time.
+	parseMu.Lock()
+	defer parseMu.Unlock()
 	ref := func(name string, input any, template any) any {
 		if v := intrinsics.Ref(name, input, template); v != nil {
 			return v
@@ -47,6 +52,8 @@ func open(t *testing.T, path string) *cloudformation.Template {
 	}
 	return tpl
 }
+
+var parseMu sync.Mutex
 
 // lambdaDirs lists the function mains under functions/lambda.
 func lambdaDirs(t *testing.T) []string {
