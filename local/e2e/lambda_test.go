@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/trustlog/trustlog/cli/command"
+	tlevents "github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/events/natsstore/natstest"
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/lambda/host"
@@ -460,5 +461,44 @@ func TestLambdaSnapshotColdStart(t *testing.T) {
 	// Not saved again when fewer than `every` events passed.
 	if saved, err := h.SaveSnapshot(ctx, 1000); saved || err != nil {
 		t.Errorf("SaveSnapshot(1000) right after one = %v, %v", saved, err)
+	}
+}
+
+// TestLambdaDenials: a warm function records the refused attempts it
+// counted at the end of an invocation once a minute has passed.
+func TestLambdaDenials(t *testing.T) {
+	t.Parallel()
+	ns := natstest.RunServer(t)
+	clk := &clock{now: time.Now()}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h, err := host.Start(ctx, host.Config{NATSURL: ns.ClientURL(), Gateway: host.GatewayHTTP, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	stranger, _ := newCert(t, "", "stranger")
+	for range 5 {
+		if got := invokeLambda(t, host.GatewayHTTP, h, lambdaReq{method: "PATCH", path: "/1.0", cert: &stranger, body: api.ServerPut{Config: map[string]string{"user.x": "1"}}}); got.Status != 403 {
+			t.Fatalf("stranger PATCH: %+v", got)
+		}
+	}
+	seq := h.Model().Seq()
+	clk.Add(2 * time.Minute)
+	invokeLambda(t, host.GatewayHTTP, h, lambdaReq{method: "GET", path: "/1.0"})
+	st := natstest.OpenStoreOn(t, ns)
+	last, _ := st.LastSeq(ctx)
+	recs, _ := st.Read(ctx, seq+1, last)
+	found := false
+	for _, rec := range recs {
+		env, _ := tlevents.Decode(rec.Raw)
+		if p, err := env.Payload(); err == nil {
+			if d, ok := p.(*tlevents.AccessDenied); ok && d.Count == 5 && d.Kind == tlevents.DeniedAdmin {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no AccessDenied event with the 5 refused changes after the flush interval (%d new events)", len(recs))
 	}
 }

@@ -160,6 +160,9 @@ type Host struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	certFP  string
+
+	flushMu   sync.Mutex
+	lastFlush time.Time
 }
 
 // Start connects to NATS, replays the stream into the read model and
@@ -224,6 +227,7 @@ func Start(ctx context.Context, cfg Config) (_ *Host, err error) {
 	}
 	h.auth = authn.New(h.proj, cfg.Now).WithOIDC(verifier)
 	h.handler = h.fresh(FromGateway(cfg.Gateway, h.svc, h.log))
+	h.lastFlush = cfg.Now()
 	return h, nil
 }
 
@@ -308,7 +312,30 @@ func (h *Host) fresh(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
+		h.flushDenials(r.Context())
 	})
+}
+
+// denialFlushInterval is how often a warm function records the refused
+// attempts it counted (a Lambda has no background loop of its own: it
+// flushes at the end of an invocation once the interval has passed).
+const denialFlushInterval = time.Minute
+
+func (h *Host) flushDenials(ctx context.Context) {
+	h.flushMu.Lock()
+	due := h.cfg.Now().Sub(h.lastFlush) >= denialFlushInterval
+	if due {
+		h.lastFlush = h.cfg.Now()
+	}
+	h.flushMu.Unlock()
+	if !due {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := h.svc.FlushDenials(ctx); err != nil {
+		h.log.Warn("refused attempts not recorded yet", "err", err)
+	}
 }
 
 // tlsState marks a request that arrived over TLS at the gateway.
