@@ -102,13 +102,25 @@ func (s *Store) Stream() string { return s.stream }
 
 // LastSeq returns the sequence of the last event on the stream (0 if empty).
 func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
-	// Stream looks the stream up with one info request; its cached info is fresh.
-	st, err := s.js.Stream(ctx, s.stream)
-	if err != nil {
-		return 0, fmt.Errorf("natsstore: stream info: %w", err)
+	// A request that reaches a clustered stream while it elects a leader
+	// gets no answer at all: each attempt is bounded, and retried while
+	// ctx allows.
+	for {
+		actx, cancel := context.WithTimeout(ctx, infoAttempt)
+		// Stream looks the stream up with one info request; its cached info is fresh.
+		st, err := s.js.Stream(actx, s.stream)
+		cancel()
+		if err == nil {
+			return st.CachedInfo().State.LastSeq, nil
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("natsstore: stream info: %w", err)
+		}
 	}
-	return st.CachedInfo().State.LastSeq, nil
 }
+
+// infoAttempt bounds one stream-info request.
+const infoAttempt = 2 * time.Second
 
 // Append stores envs as one atomic unit after the event at sequence expect,
 // whose stored bytes hash to prevHash. It fills in each envelope's PrevHash,

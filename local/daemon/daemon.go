@@ -83,6 +83,13 @@ type Config struct {
 	// ACMEHTTPClient reaches the ACME CA; nil is lego's default client,
 	// which adds the roots named by LEGO_CA_CERTIFICATES.
 	ACMEHTTPClient *http.Client
+	// NATSName, NATSCluster and NATSRoutes make the embedded NATS server a
+	// member of a JetStream cluster of trustlogd instances: a unique
+	// server name, the host:port of its route listener, and the
+	// comma-separated route addresses of the members. Use Replicas 3.
+	NATSName    string
+	NATSCluster string
+	NATSRoutes  string
 	// NATSListen, if set, makes the embedded NATS server listen on this
 	// host:port for other services subscribing to the event stream, with a
 	// read-only user whose URL is written to <Dir>/subscriber.url.
@@ -101,6 +108,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATSURL != "" && c.NATSListen != "" {
 		return errors.New("daemon: --nats-listen exposes the embedded server; it cannot be used with --nats")
+	}
+	if c.NATSURL != "" && c.NATSCluster != "" {
+		return errors.New("daemon: --nats-cluster clusters the embedded server; it cannot be used with --nats")
 	}
 	if c.NATSURL == "" && c.NATSCreds != "" {
 		return errors.New("daemon: NATS credentials need an external NATS URL")
@@ -194,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.connectNATS(); err != nil {
 		return nil, err
 	}
-	if d.store, err = natsstore.Open(ctx, d.nc, natsstore.Config{Replicas: cfg.Replicas}); err != nil {
+	if d.store, err = d.openStore(ctx, d.nc, natsstore.Config{Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -294,8 +304,19 @@ func (d *Daemon) connectNATS() error {
 		NoLog:      true,
 	}
 	copts := []nats.Option{nats.InProcessServer(nil), nats.Name("trustlogd")}
-	if d.cfg.NATSListen != "" {
-		pw, err := d.listenOptions(sopts, d.cfg.NATSListen)
+	if d.cfg.NATSCluster != "" {
+		if err := d.clusterOptions(sopts); err != nil {
+			return fmt.Errorf("daemon: %w", err)
+		}
+	}
+	listen := d.cfg.NATSListen
+	if listen == "" && d.cfg.NATSCluster != "" {
+		// A clustered server runs its client accept loop (its start-up
+		// waits for it); bind it to loopback, behind the same users.
+		listen = "127.0.0.1:0"
+	}
+	if listen != "" {
+		pw, err := d.listenOptions(sopts, listen)
 		if err != nil {
 			return fmt.Errorf("daemon: %w", err)
 		}
