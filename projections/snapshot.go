@@ -70,9 +70,21 @@ type snapIdentity struct {
 // EncodeSnapshot serialises m (gob): a cold start decodes it and replays
 // only the events after m.Seq(), instead of the whole stream.
 func EncodeSnapshot(m *Model) ([]byte, error) {
+	s := snapshotOf(m)
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
+		return nil, fmt.Errorf("projections: encode snapshot: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// snapshotOf collects what m holds, in a stable order (identities by
+// method and name, certificates by name, tokens by issue time).
+func snapshotOf(m *Model) snapshot {
 	s := snapshot{
 		Version: SnapshotVersion, Seq: m.seq, Hash: m.hash, Broken: m.broken, Skipped: m.skipped,
 		Config: m.config, Certs: make([]snapCert, 0, m.ncerts),
+		Challenges: m.challenges, ServerCert: m.serverCert, Renewal: m.renewal,
 	}
 	for _, c := range m.Certificates() {
 		s.Certs = append(s.Certs, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
@@ -84,19 +96,14 @@ func EncodeSnapshot(m *Model) ([]byte, error) {
 		s.CA = &snapCA{PEM: m.ca.PEM, Fingerprint: m.ca.Fingerprint}
 	}
 	s.CRL, s.CRLPending = crlOut(m.crl), crlOut(m.crlPending)
-	for _, i := range m.identities {
+	for _, i := range m.Identities() {
 		s.Identities = append(s.Identities, snapIdentity{
 			ID: i.ID, AuthMethod: i.AuthMethod, Name: i.Name, Issuer: i.Issuer, Subject: i.Subject, Access: i.Access,
 			Projects: i.Projects, Pending: i.Pending, TokenID: i.TokenID, Fingerprint: i.Fingerprint, PEM: i.PEM,
 			CreatedAt: i.CreatedAt, GrantedAt: i.GrantedAt,
 		})
 	}
-	s.Challenges, s.ServerCert, s.Renewal = m.challenges, m.serverCert, m.renewal
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
-		return nil, fmt.Errorf("projections: encode snapshot: %w", err)
-	}
-	return buf.Bytes(), nil
+	return s
 }
 
 // DecodeSnapshot rebuilds the Model EncodeSnapshot serialised.
@@ -191,36 +198,24 @@ func crlIn(s *snapCRL) *CRL {
 // every question alike. Fault tests compare an instance's live model with
 // a full replay by it.
 func Digest(m *Model) string {
-	s := snapshot{Version: SnapshotVersion, Seq: m.seq, Hash: m.hash, Broken: m.broken, Skipped: m.skipped, Config: m.config}
-	for _, c := range m.Certificates() {
-		s.Certs = append(s.Certs, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
-	}
-	for _, t := range m.Tokens() {
-		s.Tokens = append(s.Tokens, *t)
-	}
-	if m.ca != nil {
-		s.CA = &snapCA{PEM: m.ca.PEM, Fingerprint: m.ca.Fingerprint}
-	}
-	s.CRL, s.CRLPending = crlOut(m.crl), crlOut(m.crlPending)
+	s := snapshotOf(m)
+	// Canonical form: revoked serials sorted, every time in UTC (JSON
+	// writes maps in key order).
 	for _, c := range []*snapCRL{s.CRL, s.CRLPending} {
 		if c != nil {
 			slices.Sort(c.Revoked)
 		}
 	}
-	for _, i := range m.Identities() {
-		s.Identities = append(s.Identities, snapIdentity{
-			ID: i.ID, AuthMethod: i.AuthMethod, Name: i.Name, Issuer: i.Issuer, Subject: i.Subject, Access: i.Access,
-			Projects: i.Projects, Pending: i.Pending, TokenID: i.TokenID, Fingerprint: i.Fingerprint, PEM: i.PEM,
-			CreatedAt: i.CreatedAt.UTC(), GrantedAt: i.GrantedAt.UTC(),
-		})
+	for i := range s.Identities {
+		id := &s.Identities[i]
+		id.CreatedAt, id.GrantedAt = id.CreatedAt.UTC(), id.GrantedAt.UTC()
 	}
 	for i := range s.Tokens {
 		t := &s.Tokens[i]
 		t.IssuedAt, t.ExpiresAt, t.EndedAt = t.IssuedAt.UTC(), t.ExpiresAt.UTC(), t.EndedAt.UTC()
 	}
-	s.Challenges, s.ServerCert = m.challenges, m.serverCert
-	if m.renewal != nil {
-		r := *m.renewal
+	if s.Renewal != nil {
+		r := *s.Renewal
 		r.NextAttempt, r.At = r.NextAttempt.UTC(), r.At.UTC()
 		s.Renewal = &r
 	}
@@ -229,7 +224,7 @@ func Digest(m *Model) string {
 		sc.NotAfter, sc.RotatedAt = sc.NotAfter.UTC(), sc.RotatedAt.UTC()
 		s.ServerCert = &sc
 	}
-	raw, _ := json.Marshal(s) // maps are written in key order
+	raw, _ := json.Marshal(s)
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:])
 }

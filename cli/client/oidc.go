@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/trustlog/trustlog/cli/config"
+	"github.com/trustlog/trustlog/cli/filelock"
 )
 
 // OIDC configures a client for a remote that authenticates with OpenID
@@ -74,7 +75,7 @@ func (o *OIDC) httpClient() *http.Client {
 // token file, so parallel CLI calls refresh once: providers rotate refresh
 // tokens, and a second refresh with the old one would fail.
 func (o *OIDC) renew(ctx context.Context, ch challenge, used string) (string, error) {
-	unlock, err := lockFile(ctx, o.TokenFile+".lock")
+	unlock, err := filelock.Lock(ctx, o.TokenFile+".lock")
 	if err != nil {
 		return "", fmt.Errorf("OIDC token lock: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustlog/trustlog/cli/client"
 	"github.com/trustlog/trustlog/functions/api"
 )
 
@@ -40,6 +41,17 @@ func (e *env) identityArg(arg string) (remote, method, ref string, err error) {
 
 func identityPath(method, ref string) string {
 	return "/1.0/auth/identities/" + method + "/" + url.PathEscape(ref)
+}
+
+// identityClient connects to the remote of "[<remote>:]<method>/<ref>" and
+// returns the identity's API path.
+func (e *env) identityClient(arg string) (*client.Client, string, error) {
+	remote, method, ref, err := e.identityArg(arg)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := e.connect(remote)
+	return c, identityPath(method, ref), err
 }
 
 func (e *env) identityListCmd() *cobra.Command {
@@ -89,16 +101,12 @@ func (e *env) identityShowCmd() *cobra.Command {
 		Short: "Show an identity",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, method, ref, err := e.identityArg(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := e.connect(remote)
+			c, path, err := e.identityClient(args[0])
 			if err != nil {
 				return err
 			}
 			var i api.Identity
-			if _, err := c.Get(cmd.Context(), identityPath(method, ref), &i); err != nil {
+			if _, err := c.Get(cmd.Context(), path, &i); err != nil {
 				return err
 			}
 			return writeYAML(e.stdout, i)
@@ -108,15 +116,11 @@ func (e *env) identityShowCmd() *cobra.Command {
 
 // putGrant sends a grant for an identity.
 func (e *env) putGrant(cmd *cobra.Command, arg string, grant api.IdentityPut) error {
-	remote, method, ref, err := e.identityArg(arg)
+	c, path, err := e.identityClient(arg)
 	if err != nil {
 		return err
 	}
-	c, err := e.connect(remote)
-	if err != nil {
-		return err
-	}
-	_, err = c.Do(cmd.Context(), http.MethodPut, identityPath(method, ref), grant, "")
+	_, err = c.Do(cmd.Context(), http.MethodPut, path, grant, "")
 	return err
 }
 
@@ -165,15 +169,11 @@ func (e *env) identityDeleteCmd() *cobra.Command {
 		Short: "Delete an identity (an OIDC user who comes back is recorded again, without the old grant)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			remote, method, ref, err := e.identityArg(args[0])
+			c, path, err := e.identityClient(args[0])
 			if err != nil {
 				return err
 			}
-			c, err := e.connect(remote)
-			if err != nil {
-				return err
-			}
-			_, err = c.Do(cmd.Context(), http.MethodDelete, identityPath(method, ref), nil, "")
+			_, err = c.Do(cmd.Context(), http.MethodDelete, path, nil, "")
 			return err
 		},
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/go-acme/lego/v4/registration"
 
 	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/commit"
 	"github.com/trustlog/trustlog/functions/gate"
@@ -100,7 +101,7 @@ var Validators = map[string]func(string) error{
 	KeyDomain: func(v string) error {
 		for _, d := range strings.Split(v, ",") {
 			d = strings.TrimSpace(d)
-			if d == "" || net.ParseIP(d) != nil || !validDomain(d) {
+			if d == "" || net.ParseIP(d) != nil || !api.ValidHostname(d) {
 				return fmt.Errorf("%q is not a domain name (ACME certificates are for DNS names)", d)
 			}
 		}
@@ -163,23 +164,6 @@ func ListenAddress(v string) (string, error) {
 		return "", fmt.Errorf("%q has no valid port", v)
 	}
 	return v, nil
-}
-
-func validDomain(d string) bool {
-	if len(d) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // ReadModel is the read side the challenge handler answers from.

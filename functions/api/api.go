@@ -6,6 +6,7 @@ package api
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -236,4 +237,24 @@ type AuditActor struct {
 	Username string `json:"username" yaml:"username"`
 	Protocol string `json:"protocol" yaml:"protocol"`
 	Address  string `json:"address" yaml:"address"`
+}
+
+// ValidHostname reports whether h is a DNS host name: dot-separated labels
+// of letters, digits and inner hyphens, at most 63 bytes each and 253 in
+// all. Addresses in tokens and ACME domains are checked with it.
+func ValidHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -166,9 +166,11 @@ func URL(i *projections.Identity) string {
 // render turns a model identity into its API object, with the access it
 // has under the configuration of m.
 func render(m *projections.Model, i *projections.Identity) api.Identity {
+	// The same access authn gives the identity: its grant, else the default.
+	g := authn.WithGrant(m, authn.Identity{Method: i.AuthMethod}, i)
 	out := api.Identity{
 		AuthenticationMethod: i.AuthMethod, ID: i.ID, Name: i.Name, Groups: []string{},
-		Access: i.Access, AccessSource: authn.AccessFromGrant, Projects: nonNil(i.Projects),
+		Access: g.Access, AccessSource: g.AccessSource, Projects: []string{},
 		Issuer: i.Issuer, Subject: i.Subject, TLSCertificate: i.PEM,
 	}
 	switch {
@@ -181,14 +183,8 @@ func render(m *projections.Model, i *projections.Identity) api.Identity {
 	default:
 		out.Type = TypeTLS
 	}
-	if out.Access == "" {
-		out.AccessSource, out.Access = authn.AccessFromDefault, events.AccessNone
-		if i.AuthMethod == events.IdentityOIDC && m.ConfigValue(authn.KeyOIDCDefaultAccess) == events.AccessAdmin {
-			out.Access = events.AccessAdmin
-		}
-	}
-	if out.Access != events.AccessRestricted {
-		out.Projects = []string{}
+	if g.Access == events.AccessRestricted {
+		out.Projects = nonNil(g.Projects)
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/trustlog/trustlog/functions/oidc"
 
 	"github.com/trustlog/trustlog/functions/acme"
+	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/gate"
 	"github.com/trustlog/trustlog/functions/tokens"
@@ -119,7 +120,7 @@ func validateAdvertise(v string) error {
 		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
 			return fmt.Errorf("invalid port in %q", a)
 		}
-		if net.ParseIP(host) == nil && !validHostname(host) {
+		if net.ParseIP(host) == nil && !api.ValidHostname(host) {
 			return fmt.Errorf("invalid host in %q", a)
 		}
 	}
@@ -157,7 +158,7 @@ func NormalizeListenAddress(v string) (string, error) {
 		host = strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")
 		port = DefaultPort
 	}
-	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+	if host != "" && net.ParseIP(host) == nil && !api.ValidHostname(host) {
 		return "", fmt.Errorf("invalid host %q", host)
 	}
 	n, err := strconv.Atoi(port)
@@ -165,21 +166,4 @@ func NormalizeListenAddress(v string) (string, error) {
 		return "", fmt.Errorf("invalid port %q", port)
 	}
 	return net.JoinHostPort(host, port), nil
-}
-
-func validHostname(h string) bool {
-	if len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }

@@ -39,6 +39,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/trustlog/trustlog/cli/filelock"
 )
 
 // Module is the module path of the repository's main module; RepoRoot looks
@@ -190,6 +192,11 @@ func modulePath(name string) string {
 		return rest
 	}
 	return ""
+}
+
+// lockDir serialises the builds of one tool, across test processes too.
+func lockDir(ctx context.Context, name string) (unlock func(), err error) {
+	return filelock.Lock(ctx, name)
 }
 
 // builder builds one binary into the cache.

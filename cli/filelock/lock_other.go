@@ -1,6 +1,6 @@
 //go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd)
 
-package client
+package filelock
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 // the goroutines of this process only.
 var processLock sync.Mutex
 
-func lockFile(context.Context, string) (func(), error) {
+// Lock takes the process-wide lock (there is no flock(2) here) and returns
+// the function that releases it. It does not give up when ctx ends.
+func Lock(context.Context, string) (func(), error) {
 	processLock.Lock()
 	return processLock.Unlock, nil
 }

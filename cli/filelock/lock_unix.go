@@ -1,6 +1,8 @@
 //go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
 
-package client
+// Package filelock serialises processes (and goroutines) on a lock file:
+// the CLI's OIDC token refresh and the test tool builds use it.
+package filelock
 
 import (
 	"context"
@@ -10,10 +12,12 @@ import (
 	"syscall"
 )
 
-// lockFile takes an exclusive flock(2) on name (created 0600 if needed)
-// and returns the function that releases it. It serialises processes as
-// well as goroutines, and gives up when ctx ends.
-func lockFile(ctx context.Context, name string) (unlock func(), err error) {
+// Lock takes an exclusive flock(2) on name (created 0600, with its
+// directory, if needed) and returns the function that releases it. Each
+// call opens the file anew, so it serialises processes as well as
+// goroutines. It gives up when ctx ends; a lock still being waited for then
+// is released as soon as it is granted.
+func Lock(ctx context.Context, name string) (unlock func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return nil, err
 	}
