@@ -152,44 +152,27 @@ func (h *Handler) lifecycle(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	wantLifecycle := slices.Contains(types, "lifecycle")
-	out := make(chan []byte, 64)
-	revoked := make(chan struct{}, 1)
-	check := func() bool {
-		if h.stillTrusted(r, id) {
-			return true
+	g := h.guard(r, id, cancel)
+	out := follow(ctx, h, g, start+1, func(rec events.Record) ([]byte, bool) {
+		if !wantLifecycle {
+			return nil, false
 		}
-		select {
-		case revoked <- struct{}{}:
-		default:
+		env, err := events.Decode(rec.Raw)
+		if err != nil {
+			return nil, false
 		}
-		cancel()
-		return false
-	}
-	go func() {
-		_ = h.feed.Follow(ctx, start+1, h.recheck, func(rec events.Record, _ uint64) {
-			if ctx.Err() != nil || !check() || !wantLifecycle {
-				return
-			}
-			env, err := events.Decode(rec.Raw)
-			if err != nil {
-				return
-			}
-			p, err := env.Payload()
-			if err != nil || !visible(id, p) {
-				return
-			}
-			l, ok := LifecycleOf(env, p)
-			if !ok {
-				return
-			}
-			meta, _ := json.Marshal(l)
-			msg, _ := json.Marshal(Event{Type: "lifecycle", Timestamp: env.Time, Metadata: meta, Location: "none"})
-			select {
-			case out <- msg:
-			case <-ctx.Done():
-			}
-		}, func(time.Time) { check() })
-	}()
+		p, err := env.Payload()
+		if err != nil || !visible(id, p) {
+			return nil, false
+		}
+		l, ok := LifecycleOf(env, p)
+		if !ok {
+			return nil, false
+		}
+		meta, _ := json.Marshal(l)
+		msg, _ := json.Marshal(Event{Type: "lifecycle", Timestamp: env.Time, Metadata: meta, Location: "none"})
+		return msg, true
+	})
 	tick := time.NewTicker(h.recheck)
 	defer tick.Stop()
 	for {
@@ -200,11 +183,11 @@ func (h *Handler) lifecycle(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-tick.C:
-			check()
+			g.check()
 		case <-ctx.Done():
 			code, text := websocket.CloseNormalClosure, ""
 			select {
-			case <-revoked:
+			case <-g.ended:
 				code, text = websocket.ClosePolicyViolation, "trust ended"
 			default:
 			}

@@ -102,62 +102,32 @@ func (h *Handler) monitor(w http.ResponseWriter, r *http.Request) {
 	_ = rc.Flush()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	out := make(chan events.Record, 64)
-	ended := make(chan struct{})
-	check := func() {
-		if !h.stillTrusted(r, id) {
-			select {
-			case <-ended:
-			default:
-				close(ended)
-			}
-			cancel()
+	g := h.guard(r, id, cancel)
+	// Each event becomes its SSE frame: id is the stream sequence.
+	out := follow(ctx, h, g, from, func(rec events.Record) (string, bool) {
+		env, err := events.Decode(rec.Raw)
+		if err != nil {
+			// A stored record that does not decode is reported to admins, not hidden.
+			return fmt.Sprintf("id: %d\nevent: trustlog.error\ndata: {\"error\":\"event %d does not decode\"}\n\n", rec.Seq, rec.Seq), id.Admin()
 		}
-	}
-	go func() {
-		_ = h.feed.Follow(ctx, from, h.recheck, func(rec events.Record, _ uint64) {
-			check()
-			if ctx.Err() != nil {
-				return
-			}
-			env, err := events.Decode(rec.Raw)
-			if err != nil {
-				// A stored record that does not decode is reported, not hidden.
-				if id.Admin() {
-					select {
-					case out <- events.Record{Seq: rec.Seq}:
-					case <-ctx.Done():
-					}
-				}
-				return
-			}
-			if !match(env.Type) {
-				return
-			}
-			if p, err := env.Payload(); err == nil && !visible(id, p) {
-				return
-			} else if err != nil && !id.Admin() {
-				return
-			}
-			select {
-			case out <- rec:
-			case <-ctx.Done():
-			}
-		}, func(time.Time) { check() })
-	}()
+		if !match(env.Type) {
+			return "", false
+		}
+		if p, err := env.Payload(); err == nil && !visible(id, p) {
+			return "", false
+		} else if err != nil && !id.Admin() {
+			return "", false
+		}
+		return fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", rec.Seq, env.Type, rec.Raw), true
+	})
 	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()
 	recheck := time.NewTicker(h.recheck)
 	defer recheck.Stop()
 	for {
 		select {
-		case rec := <-out:
-			if rec.Raw == nil {
-				fmt.Fprintf(w, "id: %d\nevent: trustlog.error\ndata: {\"error\":\"event %d does not decode\"}\n\n", rec.Seq, rec.Seq)
-			} else {
-				env, _ := events.Decode(rec.Raw)
-				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", rec.Seq, env.Type, rec.Raw)
-			}
+		case frame := <-out:
+			fmt.Fprint(w, frame)
 			if err := rc.Flush(); err != nil {
 				return
 			}
@@ -167,8 +137,8 @@ func (h *Handler) monitor(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-recheck.C:
-			check()
-		case <-ended:
+			g.check()
+		case <-g.ended:
 			fmt.Fprint(w, "event: trustlog.end\ndata: {\"reason\":\"trust ended\"}\n\n")
 			_ = rc.Flush()
 			return

@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/trustlog/trustlog/events"
@@ -110,4 +111,53 @@ func visible(id authn.Identity, p events.Payload) bool {
 		return id.IdentityID != "" && e.ID == id.IdentityID
 	}
 	return false
+}
+
+// guard ends a stream when its caller's trust does: check re-authenticates
+// the stream's request and, once that fails, closes ended and cancels the
+// stream's context.
+type guard struct {
+	h      *Handler
+	r      *http.Request
+	id     authn.Identity
+	cancel context.CancelFunc
+	ended  chan struct{}
+	once   sync.Once
+}
+
+func (h *Handler) guard(r *http.Request, id authn.Identity, cancel context.CancelFunc) *guard {
+	return &guard{h: h, r: r, id: id, cancel: cancel, ended: make(chan struct{})}
+}
+
+// check reports whether the caller is still trusted.
+func (g *guard) check() bool {
+	if g.h.stillTrusted(g.r, g.id) {
+		return true
+	}
+	g.once.Do(func() { close(g.ended) })
+	g.cancel()
+	return false
+}
+
+// follow delivers, from sequence from on, what convert makes of each event
+// (skipping those it refuses), re-checking the caller's trust on every
+// event and whenever the stream is idle, until ctx ends.
+func follow[T any](ctx context.Context, h *Handler, g *guard, from uint64, convert func(events.Record) (T, bool)) <-chan T {
+	out := make(chan T, 64)
+	go func() {
+		_ = h.feed.Follow(ctx, from, h.recheck, func(rec events.Record, _ uint64) {
+			if ctx.Err() != nil || !g.check() {
+				return
+			}
+			v, ok := convert(rec)
+			if !ok {
+				return
+			}
+			select {
+			case out <- v:
+			case <-ctx.Done():
+			}
+		}, func(time.Time) { g.check() })
+	}()
+	return out
 }

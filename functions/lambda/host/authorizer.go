@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -119,7 +120,7 @@ func MainAuthorizer() {
 	}
 	l := &Lazy{cfg: cfg}
 	if cfg.Logger == nil {
-		l.cfg.Logger = defaultLogger()
+		l.cfg.Logger = slog.Default()
 	}
 	switch cfg.Gateway {
 	case GatewayHTTP:

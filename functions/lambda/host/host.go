@@ -67,8 +67,6 @@ const (
 // envGetter reads the environment; a variable so that mains share it.
 var envGetter = os.Getenv
 
-func defaultLogger() *slog.Logger { return slog.Default() }
-
 // Config configures a Host.
 type Config struct {
 	// NATSURL is the NATS cluster ("tls://a:4222,tls://b:4222"). Required.
