@@ -116,17 +116,25 @@ func Decode(raw []byte) (Envelope, error) {
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return Envelope{}, fmt.Errorf("events: decode envelope: %w", err)
 	}
-	switch {
-	case e.SpecVersion != SpecVersion:
-		return Envelope{}, fmt.Errorf("events: unsupported specversion %q", e.SpecVersion)
-	case e.ID == "":
-		return Envelope{}, errors.New("events: envelope without id")
-	case e.Source == "":
-		return Envelope{}, errors.New("events: envelope without source")
-	case e.Type == "":
-		return Envelope{}, errors.New("events: envelope without type")
+	if err := e.check(); err != nil {
+		return Envelope{}, err
 	}
 	return e, nil
+}
+
+// check verifies the attributes CloudEvents requires.
+func (e *Envelope) check() error {
+	switch {
+	case e.SpecVersion != SpecVersion:
+		return fmt.Errorf("events: unsupported specversion %q", e.SpecVersion)
+	case e.ID == "":
+		return errors.New("events: envelope without id")
+	case e.Source == "":
+		return errors.New("events: envelope without source")
+	case e.Type == "":
+		return errors.New("events: envelope without type")
+	}
+	return nil
 }
 
 // Hash returns the chain hash of stored event bytes: lowercase hex SHA-256.

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/trustlog/trustlog/events"
@@ -30,6 +31,39 @@ func FuzzDecode(f *testing.F) {
 		}
 		if _, err := events.Decode(again); err != nil {
 			t.Fatalf("a decoded envelope does not decode after Marshal: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeRecord: the one-pass decoder agrees with Decode followed by
+// Payload on every input: same envelope, same payload, same error.
+func FuzzDecodeRecord(f *testing.F) {
+	for _, typ := range events.Types() {
+		if raw, err := os.ReadFile(goldenPath(typ)); err == nil {
+			f.Add(raw)
+		}
+	}
+	f.Add([]byte(`{"specversion":"1.0","id":"x","source":"/","type":"trustlog.token.issued.v1","data":null}`))
+	f.Add([]byte(`{"data":{"name":"a"},"specversion":"1.0","id":"x","source":"/","type":"trustlog.certificate.trusted.v1"}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		env, p, err := events.DecodeRecord(raw)
+		want, werr := events.Decode(raw)
+		var wp events.Payload
+		if werr == nil {
+			wp, werr = want.Payload()
+			want.Data = nil
+		}
+		if (err == nil) != (werr == nil) || (err != nil && err.Error() != werr.Error()) {
+			t.Fatalf("DecodeRecord error %v, Decode+Payload error %v", err, werr)
+		}
+		if werr != nil && wp == nil {
+			return
+		}
+		if !reflect.DeepEqual(env, want) {
+			t.Fatalf("envelopes differ:\n%+v\n%+v", env, want)
+		}
+		if !reflect.DeepEqual(p, wp) {
+			t.Fatalf("payloads differ:\n%+v\n%+v", p, wp)
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/trustlog/trustlog/events"
@@ -70,25 +72,42 @@ func (b *Builder) Apply(rec events.Record) error {
 	if rec.Seq <= b.m.seq {
 		return nil
 	}
+	return b.fold(decode(rec))
+}
+
+// decoded is a stored event made ready to fold: the part of folding that
+// does not depend on the model, so that it can run ahead in parallel.
+type decoded struct {
+	seq  uint64
+	hash string
+	env  events.Envelope
+	p    events.Payload
+	err  error
+}
+
+func decode(rec events.Record) decoded {
+	env, p, err := events.DecodeRecord(rec.Raw)
+	return decoded{seq: rec.Seq, hash: events.Hash(rec.Raw), env: env, p: p, err: err}
+}
+
+func (b *Builder) fold(d decoded) error {
 	prev := b.m.hash
-	b.m.seq, b.m.hash = rec.Seq, events.Hash(rec.Raw)
-	env, err := events.Decode(rec.Raw)
-	if err != nil {
+	b.m.seq, b.m.hash = d.seq, d.hash
+	if d.env.Type == "" { // the envelope itself does not decode
 		b.m.skipped++
-		return fmt.Errorf("projections: event %d: %w", rec.Seq, err)
+		return fmt.Errorf("projections: event %d: %w", d.seq, d.err)
 	}
-	if env.PrevHash != prev && b.m.broken == 0 {
-		b.m.broken = rec.Seq
+	if d.env.PrevHash != prev && b.m.broken == 0 {
+		b.m.broken = d.seq
 	}
-	p, err := env.Payload()
 	switch {
-	case errors.Is(err, events.ErrUnknownType):
+	case errors.Is(d.err, events.ErrUnknownType):
 		b.m.skipped++
-	case err != nil:
+	case d.err != nil:
 		b.m.skipped++
-		return fmt.Errorf("projections: event %d: %w", rec.Seq, err)
+		return fmt.Errorf("projections: event %d: %w", d.seq, d.err)
 	default:
-		b.apply(p, env.Time)
+		b.apply(d.p, d.env.Time)
 	}
 	return nil
 }
@@ -308,4 +327,52 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// ApplyAll folds recs in order, as Apply on each would, decoding them on
+// all processors ahead of the fold: a replay's time goes into decoding.
+// report, if not nil, receives the error of each record Apply would have
+// returned one for.
+func (b *Builder) ApplyAll(recs []events.Record, report func(seq uint64, err error)) {
+	const chunk = 64
+	if len(recs) < 2*chunk || runtime.GOMAXPROCS(0) == 1 {
+		for _, rec := range recs {
+			if err := b.Apply(rec); err != nil && report != nil {
+				report(rec.Seq, err)
+			}
+		}
+		return
+	}
+	out := make([]decoded, len(recs))
+	chunks := (len(recs) + chunk - 1) / chunk
+	ready := make([]chan struct{}, chunks)
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
+	base := b.m.seq
+	var next atomic.Int64
+	for range min(runtime.GOMAXPROCS(0), chunks) {
+		go func() {
+			for c := int(next.Add(1) - 1); c < chunks; c = int(next.Add(1) - 1) {
+				for i := c * chunk; i < min((c+1)*chunk, len(recs)); i++ {
+					if recs[i].Seq > base {
+						out[i] = decode(recs[i])
+					}
+				}
+				close(ready[c])
+			}
+		}()
+	}
+	for c := range chunks {
+		<-ready[c]
+		for i := c * chunk; i < min((c+1)*chunk, len(recs)); i++ {
+			if recs[i].Seq <= b.m.seq {
+				continue
+			}
+			if err := b.fold(out[i]); err != nil && report != nil {
+				report(recs[i].Seq, err)
+			}
+			out[i] = decoded{}
+		}
+	}
 }

@@ -23,6 +23,9 @@ type Feed interface {
 	Follow(ctx context.Context, from uint64, idle time.Duration, fn func(rec events.Record, pending uint64), contact func(time.Time)) error
 }
 
+// replayBatch is how many records a replay folds at a time.
+const replayBatch = 1024
+
 // Projector keeps the read model current: it replays the stream, then
 // follows it, and publishes an immutable snapshot after each caught-up
 // event. Its methods are safe for concurrent use.
@@ -138,14 +141,27 @@ func (p *Projector) Run(ctx context.Context) error {
 				p.publish(b.Model())
 			}
 		}
+		// While replaying, records are folded in batches so that their
+		// decoding runs on every processor; a caught-up record is folded
+		// and published at once.
+		var batch []events.Record
+		report := func(seq uint64, err error) {
+			p.log.Error("projection: event not applied", "seq", seq, "err", err)
+		}
 		err := p.feed.Follow(ctx, b.Seq()+1, p.idle, func(rec events.Record, pending uint64) {
-			if err := b.Apply(rec); err != nil {
-				p.log.Error("projection: event not applied", "seq", rec.Seq, "err", err)
+			batch = append(batch, rec)
+			if pending > 0 && len(batch) < replayBatch {
+				return
 			}
+			b.ApplyAll(batch, report)
+			batch = batch[:0]
 			if pending == 0 {
 				p.publish(b.Model())
 			}
 		}, p.touch)
+		// What the feed delivered before it ended is folded too, so that
+		// following resumes after it.
+		b.ApplyAll(batch, report)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
