@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
@@ -238,9 +237,9 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 	m := a.model.Snapshot()
 	if chain := PeerCertificates(r); len(chain) > 0 {
 		leaf := chain[0]
-		sum := projections.Fingerprint(leaf.Raw)
+		sum, fp := fingerprintOf(r.Context(), leaf)
 		id.PeerCertificate = leaf
-		id.Fingerprint = hex.EncodeToString(sum[:])
+		id.Fingerprint = fp
 		if t := a.trustCert(m, id, leaf, sum, now); t.Trusted {
 			return t
 		}

@@ -57,10 +57,35 @@ func Sync(w http.ResponseWriter, metadata any) {
 
 // SyncETag writes a 200 sync reply with an ETag computed over etagOf.
 func SyncETag(w http.ResponseWriter, metadata, etagOf any) {
-	if tag, err := ETag(etagOf); err == nil {
-		w.Header().Set("ETag", `"`+tag+`"`)
+	SyncReply(metadata, etagOf).Write(w)
+}
+
+// Reply is a reply encoded once, to be written any number of times.
+type Reply struct {
+	status int
+	etag   string
+	body   []byte
+}
+
+// SyncReply encodes the 200 sync reply with metadata and an ETag computed
+// over etagOf (none if etagOf is nil), as SyncETag writes it.
+func SyncReply(metadata, etagOf any) Reply {
+	var rp Reply
+	if tag, err := ETag(etagOf); etagOf != nil && err == nil {
+		rp.etag = `"` + tag + `"`
 	}
-	Sync(w, metadata)
+	rp.status, rp.body = envelope(http.StatusOK, api.TypeSync, "Success", 200, "", metadata)
+	return rp
+}
+
+// Write writes the reply.
+func (rp Reply) Write(w http.ResponseWriter) {
+	if rp.etag != "" {
+		w.Header().Set("ETag", rp.etag)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rp.status)
+	_, _ = w.Write(rp.body)
 }
 
 // EmptySync writes a 200 sync reply with metadata {}.
@@ -107,6 +132,14 @@ func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 }
 
 func write(w http.ResponseWriter, httpStatus int, typ, status string, code int, op string, metadata any, errs ...*Error) {
+	httpStatus, buf := envelope(httpStatus, typ, status, code, op, metadata, errs...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(buf)
+}
+
+// envelope encodes a reply; a metadata that does not encode makes it a 500.
+func envelope(httpStatus int, typ, status string, code int, op string, metadata any, errs ...*Error) (int, []byte) {
 	raw, err := json.Marshal(metadata)
 	if err != nil {
 		raw, httpStatus, typ, status, code = []byte("null"), http.StatusInternalServerError, api.TypeError, "", 0
@@ -134,9 +167,7 @@ func write(w http.ResponseWriter, httpStatus int, typ, status string, code int, 
 	buf = append(buf, `,"metadata":`...)
 	buf = append(buf, raw...)
 	buf = append(buf, "}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpStatus)
-	_, _ = w.Write(buf)
+	return httpStatus, buf
 }
 
 // appendJSONString appends s as a JSON string.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/acme"
@@ -84,6 +85,54 @@ type Handler struct {
 	log       *slog.Logger
 	oidc      Discoverer
 	seal      Sealer
+	replies   replyCache
+}
+
+// replyCache keeps the encoded GET /1.0 replies of the current model, one
+// per distinct view of it (which caller, which server certificate and
+// addresses, which project): clients ask for /1.0 before almost every
+// command, and encoding it costs more than the rest of the request.
+type replyCache struct {
+	mu      sync.RWMutex
+	seq     uint64
+	entries map[replyKey]replyEntry
+}
+
+// maxReplies bounds the cache; past it, the cache starts again empty.
+const maxReplies = 1024
+
+// replyKey is everything a GET /1.0 reply depends on, but the addresses.
+type replyKey struct {
+	seq                                     uint64
+	trusted, admin, clientCert, oidcReady   bool
+	name, method, fingerprint, server, proj string
+}
+
+type replyEntry struct {
+	addresses []string
+	reply     response.Reply
+}
+
+func (c *replyCache) get(k replyKey, addresses []string) (response.Reply, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, ok := c.entries[k]
+	if !ok || !slices.Equal(e.addresses, addresses) {
+		return response.Reply{}, false
+	}
+	return e.reply, true
+}
+
+func (c *replyCache) put(k replyKey, addresses []string, rp response.Reply) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k.seq < c.seq {
+		return // the model has moved on
+	}
+	if k.seq > c.seq || len(c.entries) >= maxReplies || c.entries == nil {
+		c.seq, c.entries = k.seq, make(map[replyKey]replyEntry)
+	}
+	c.entries[k] = replyEntry{addresses: addresses, reply: rp}
 }
 
 // WithSealing makes h seal the values of sensitive keys with seal; without
@@ -119,8 +168,11 @@ func (h *Handler) Routes() []gate.Route {
 	}
 }
 
+// rootReply is GET /: the API versions served.
+var rootReply = response.SyncReply([]string{"/1.0"}, nil)
+
 func (h *Handler) root(w http.ResponseWriter, r *http.Request) {
-	response.Sync(w, []string{"/1.0"})
+	rootReply.Write(w)
 }
 
 // visibleConfig is the configuration a caller may see: all of it for an
@@ -142,6 +194,20 @@ func visibleConfig(m *projections.Model, id authn.Identity) map[string]string {
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	id := authn.FromContext(r.Context())
 	m := h.model.Snapshot()
+	oidcReady := h.oidc != nil && h.oidc.Ready(r.Context(), m)
+	key := replyKey{seq: m.Seq(), trusted: id.Trusted, admin: id.Admin(), clientCert: len(authn.PeerCertificates(r)) > 0,
+		oidcReady: oidcReady, name: id.Name, method: id.Method}
+	var addresses []string
+	var certPEM string
+	if id.Trusted {
+		// Only a trusted caller sees the environment.
+		certPEM, key.fingerprint = h.host.Certificate()
+		key.server, key.proj, addresses = h.host.ServerName(), r.URL.Query().Get("project"), nonNil(h.host.Addresses())
+	}
+	if rp, ok := h.replies.get(key, addresses); ok {
+		rp.Write(w)
+		return
+	}
 	cfg := visibleConfig(m, id)
 	srv := api.Server{
 		Config:            cfg,
@@ -152,36 +218,38 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		AuthMethods:       []string{"tls"},
 		ClientCertificate: len(authn.PeerCertificates(r)) > 0,
 	}
-	if h.oidc != nil && h.oidc.Ready(r.Context(), m) {
+	if oidcReady {
 		srv.AuthMethods = append(srv.AuthMethods, "oidc")
 	}
 	if id.Trusted {
 		srv.Auth = "trusted"
 		srv.AuthUserName = id.Name
 		srv.AuthUserMethod = id.Method
-		srv.Environment = h.environment(r)
+		srv.Environment = environment(key, certPEM, addresses)
 	}
-	response.SyncETag(w, srv, cfg)
+	rp := response.SyncReply(srv, cfg)
+	h.replies.put(key, addresses, rp)
+	rp.Write(w)
 }
 
-func (h *Handler) environment(r *http.Request) *api.ServerEnvironment {
-	certPEM, fp := h.host.Certificate()
-	project := r.URL.Query().Get("project")
+// environment is the server environment a trusted caller sees.
+func environment(k replyKey, certPEM string, addresses []string) *api.ServerEnvironment {
+	project := k.proj
 	if project == "" {
 		project = "default"
 	}
 	return &api.ServerEnvironment{
-		Addresses:               nonNil(h.host.Addresses()),
+		Addresses:               addresses,
 		Architectures:           []string{},
 		Certificate:             certPEM,
-		CertificateFingerprint:  fp,
+		CertificateFingerprint:  k.fingerprint,
 		KernelFeatures:          map[string]string{},
 		LXCFeatures:             map[string]string{},
 		OSName:                  "trustlog",
 		Project:                 project,
 		Server:                  "trustlog",
 		ServerEventMode:         "full-mesh",
-		ServerName:              h.host.ServerName(),
+		ServerName:              k.server,
 		ServerPid:               os.Getpid(),
 		ServerVersion:           Version,
 		StorageSupportedDrivers: []api.StorageDriver{},

@@ -73,12 +73,32 @@ func (c *clock) Set(t time.Time) {
 // host is the serverinfo.Host of the stack: the TLS listener's certificate
 // and address.
 type host struct {
+	mu            sync.Mutex
 	pem, fp, addr string
+	more          []string // further addresses listened on
 }
 
-func (h *host) Certificate() (string, string) { return h.pem, h.fp }
-func (h *host) Addresses() []string           { return []string{h.addr} }
-func (h *host) ServerName() string            { return "testhost" }
+func (h *host) Certificate() (string, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pem, h.fp
+}
+
+func (h *host) Addresses() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string{h.addr}, h.more...)
+}
+
+func (h *host) ServerName() string { return "testhost" }
+
+// set changes what the host serves, as a certificate rotation or a new
+// listener would.
+func (h *host) set(pem, fp string, more ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pem, h.fp, h.more = pem, fp, more
+}
 
 // stack is one API instance under test.
 type stack struct {

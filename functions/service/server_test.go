@@ -274,6 +274,62 @@ func TestServerViews(t *testing.T) {
 	}
 }
 
+// TestServerViewFollowsChanges: GET /1.0 replies are encoded once per view
+// and reused; every input of the reply still shows at once: the caller,
+// the configuration, the project, the served certificate and addresses.
+func TestServerViewFollowsChanges(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	one, two := s.validCert(t, "one"), s.validCert(t, "two")
+	s.add(t, one, adminReq())
+	s.add(t, two, api.CertificatesPost{Restricted: true, Projects: []string{"p1"}})
+	c1, c2, anon := s.client(t, one), s.client(t, two), s.client(t, nil)
+
+	first, rep1 := s.server(t, c1)
+	again, rep2 := s.server(t, c1)
+	if rep1.String() != rep2.String() || rep1.Header.Get("ETag") != rep2.Header.Get("ETag") {
+		t.Errorf("the same view differs between two requests:\n%s\n%s", rep1, rep2)
+	}
+	if first.AuthUserName != one.FP || again.AuthUserName != one.FP {
+		t.Errorf("auth_user_name %q, %q, want %s", first.AuthUserName, again.AuthUserName, one.FP)
+	}
+	if srv, _ := s.server(t, c2); srv.AuthUserName != two.FP || srv.Auth != "trusted" {
+		t.Errorf("second caller sees %q (%s), want its own name %s", srv.AuthUserName, srv.Auth, two.FP)
+	}
+	if srv, _ := s.server(t, anon); srv.Auth != "untrusted" || srv.Environment != nil || srv.AuthUserName != "" {
+		t.Errorf("untrusted caller sees %+v", srv)
+	}
+
+	wantCode(t, s.call(t, nil, "PATCH", "/1.0", api.ServerPut{Config: map[string]string{"user.ui.theme": "dark"}}), 200)
+	for _, c := range []*http.Client{c1, c2, anon} {
+		srv, rep := s.server(t, c)
+		if srv.Config["user.ui.theme"] != "dark" || rep.Header.Get("ETag") != etagOf(t, map[string]string{"user.ui.theme": "dark"}) {
+			t.Errorf("after a config change: config %v, ETag %s", srv.Config, rep.Header.Get("ETag"))
+		}
+	}
+
+	var srv api.Server
+	s.call(t, c1, "GET", "/1.0?project=p1", nil).metadata(t, &srv)
+	if srv.Environment.Project != "p1" {
+		t.Errorf("project %q, want p1", srv.Environment.Project)
+	}
+	if srv, _ := s.server(t, c1); srv.Environment.Project != "default" {
+		t.Errorf("project %q after a request for p1, want default", srv.Environment.Project)
+	}
+
+	rotated := s.validCert(t, "rotated-server")
+	s.host.set(rotated.PEM(), rotated.FP)
+	srv, _ = s.server(t, c1)
+	if srv.Environment.CertificateFingerprint != rotated.FP || srv.Environment.Certificate != rotated.PEM() {
+		t.Errorf("environment certificate %s after a rotation, want %s", srv.Environment.CertificateFingerprint, rotated.FP)
+	}
+	s.host.set(rotated.PEM(), rotated.FP, "192.0.2.7:8443")
+	srv, _ = s.server(t, c1)
+	if !cmp.Equal(srv.Environment.Addresses, []string{s.host.addr, "192.0.2.7:8443"}) {
+		t.Errorf("addresses %v after the listener changed", srv.Environment.Addresses)
+	}
+}
+
 // TestExpectsAuthentication checks X-Incus-authenticated and
 // X-LXD-authenticated turn the untrusted view of GET /1.0 into a 403, and
 // change nothing for a trusted caller.

@@ -39,6 +39,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -74,7 +75,7 @@ const (
 // every -count round: the body of a benchmark with sub-benchmarks is not
 // repeated.
 func BenchmarkGet10(b *testing.B) {
-	fx := newGet10Fixture(b)
+	fx := newGet10Fixture(b, get10Trusted)
 	daemonURL := "https://" + fx.d.HTTPSAddr() + "/1.0"
 	noopURL := fx.noopURL + "/1.0"
 
@@ -133,6 +134,7 @@ func BenchmarkGet10(b *testing.B) {
 // get10Fixture is a trustlogd with a full trust store, a no-op server with
 // the same TLS setup, and a trusted client certificate.
 type get10Fixture struct {
+	n        int // filler certificates trusted
 	d        *daemon.Daemon
 	dir      string
 	client   tls.Certificate // ECDSA P-384, trusted
@@ -146,11 +148,13 @@ type get10Fixture struct {
 	loadgens map[string]*loadgen
 }
 
-func newGet10Fixture(b *testing.B) *get10Fixture {
+// newGet10Fixture starts trustlogd trusting n filler certificates and the
+// bench client.
+func newGet10Fixture(b *testing.B, n int) *get10Fixture {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), get10Timeout)
 	defer cancel()
-	fx := &get10Fixture{dir: b.TempDir(), clients: map[string]*http.Client{}, loadgens: map[string]*loadgen{}}
+	fx := &get10Fixture{n: n, dir: b.TempDir(), clients: map[string]*http.Client{}, loadgens: map[string]*loadgen{}}
 	d, err := daemon.Start(ctx, daemon.Config{
 		Dir:          fx.dir,
 		HTTPSAddress: "127.0.0.1:0",
@@ -165,10 +169,10 @@ func newGet10Fixture(b *testing.B) *get10Fixture {
 
 	heapEmpty := get10LiveHeap()
 	start := time.Now()
-	get10Fill(b, ctx, d, fx.clientX)
+	get10Fill(b, ctx, d, n, fx.clientX)
 	filled := time.Since(start)
 	heapFull := get10LiveHeap()
-	if got, want := d.Model().NumCertificates(), get10Trusted+1; got != want {
+	if got, want := d.Model().NumCertificates(), n+1; got != want {
 		b.Fatalf("trust store holds %d certificates, want %d", got, want)
 	}
 
@@ -191,7 +195,7 @@ func newGet10Fixture(b *testing.B) *get10Fixture {
 	}
 	b.Cleanup(fx.close)
 	b.Logf("setup: %d certificates trusted in %v; live heap %d MiB before, %d MiB after (model and JetStream caches)",
-		get10Trusted+1, filled.Round(time.Millisecond), heapEmpty>>20, heapFull>>20)
+		n+1, filled.Round(time.Millisecond), heapEmpty>>20, heapFull>>20)
 	return fx
 }
 
@@ -247,10 +251,10 @@ func get10Trust(name string, der []byte) events.CertificateTrusted {
 	}
 }
 
-// get10Fill trusts get10Trusted filler certificates and client.
-func get10Fill(b *testing.B, ctx context.Context, d *daemon.Daemon, client *x509.Certificate) {
+// get10Fill trusts n filler certificates and client.
+func get10Fill(b *testing.B, ctx context.Context, d *daemon.Daemon, n int, client *x509.Certificate) {
 	b.Helper()
-	fillers := get10Fillers(b, get10Trusted)
+	fillers := get10Fillers(b, n)
 	payloads := make([]events.Payload, 0, len(fillers)+1)
 	for i, der := range fillers {
 		payloads = append(payloads, get10Trust(fmt.Sprintf("filler-%06d", i), der))
@@ -301,6 +305,9 @@ func get10Append(b *testing.B, ctx context.Context, d *daemon.Daemon, payloads [
 // signature it made). No private key is kept.
 func get10Fillers(b *testing.B, n int) [][]byte {
 	b.Helper()
+	if n > get10Trusted {
+		return get10Derive(b, get10Fillers(b, get10Trusted), n)
+	}
 	var path string
 	if dir, err := os.UserCacheDir(); err == nil {
 		path = filepath.Join(dir, "trustlog-bench", fmt.Sprintf("certs-%dk.pem", n/1000))
@@ -325,6 +332,37 @@ func get10Fillers(b *testing.B, n int) [][]byte {
 		b.Logf("filler certificates not cached: %v", err)
 	}
 	return ders
+}
+
+// get10Derive extends base (the cached fillers, whose subjects are
+// "trustlog-bench-%06d" of their index) to n distinct certificates: filler
+// i ≥ len(base) is base[i % len(base)] with i's six digits written into its
+// subject. Its signature no longer verifies, which nothing here checks: the
+// trust store keys certificates by the SHA-256 of their DER, and a derived
+// filler still parses. Making a million signed certificates would take
+// minutes and 600 MB of cache.
+func get10Derive(b *testing.B, base [][]byte, n int) [][]byte {
+	b.Helper()
+	if n > 1_000_000 {
+		b.Fatalf("at most 1,000,000 fillers, not %d", n)
+	}
+	out := make([][]byte, n)
+	copy(out, base)
+	for i := len(base); i < n; i++ {
+		j := i % len(base)
+		old := []byte(fmt.Sprintf("trustlog-bench-%06d", j))
+		der := bytes.Clone(base[j])
+		at := bytes.Index(der, old)
+		if at < 0 {
+			b.Fatalf("filler %d has no subject %q", j, old)
+		}
+		copy(der[at:], fmt.Sprintf("trustlog-bench-%06d", i))
+		out[i] = der
+	}
+	if _, err := x509.ParseCertificate(out[n-1]); err != nil {
+		b.Fatalf("a derived filler does not parse: %v", err)
+	}
+	return out
 }
 
 // get10DecodePEM returns the DER bytes of every PEM certificate in raw.
@@ -459,11 +497,17 @@ func newGet10ClientCert(b *testing.B) (tls.Certificate, *x509.Certificate, []byt
 // returns its base URL.
 func get10NoopServer(b *testing.B, dir string) string {
 	b.Helper()
+	return get10FixedServer(b, dir, []byte(`{"type":"sync","status":"Success","status_code":200,"operation":"","error_code":0,"error":"","metadata":{}}`+"\n"))
+}
+
+// get10FixedServer serves body on 127.0.0.1 with trustlogd's TLS and HTTP
+// server settings and its server certificate, and returns its base URL.
+func get10FixedServer(b *testing.B, dir string, body []byte) string {
+	b.Helper()
 	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := []byte(`{"type":"sync","status":"Success","status_code":200,"operation":"","error_code":0,"error":"","metadata":{}}` + "\n")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -499,6 +543,13 @@ func get10NoopServer(b *testing.B, dir string) string {
 // newGet10Client is a keep-alive HTTP/1.1 client over TLS 1.3 presenting
 // cert, trusting roots, with room for conns connections to one host.
 func newGet10Client(cert tls.Certificate, roots *x509.CertPool, conns int) *http.Client {
+	return newGet10ClientMode(cert, roots, conns, false)
+}
+
+// newGet10ClientMode is newGet10Client, or with newConn a client that opens
+// a new connection with a full TLS 1.3 handshake for every request (no
+// keep-alive, no session resumption: it keeps no session cache).
+func newGet10ClientMode(cert tls.Certificate, roots *x509.CertPool, conns int, newConn bool) *http.Client {
 	return &http.Client{
 		Timeout: get10Timeout,
 		Transport: &http.Transport{
@@ -511,6 +562,7 @@ func newGet10Client(cert tls.Certificate, roots *x509.CertPool, conns int) *http
 			MaxIdleConnsPerHost: conns,
 			MaxConnsPerHost:     conns,
 			IdleConnTimeout:     time.Minute,
+			DisableKeepAlives:   newConn,
 		},
 	}
 }
@@ -535,24 +587,46 @@ func get10Once(c *http.Client, url string) error {
 // get10Hammer sends n GET url from conns goroutines and returns the number of
 // failed requests and the first error.
 func get10Hammer(c *http.Client, url string, conns, n int) (int, error) {
+	failed, _, first := get10HammerTimed(c, url, conns, n)
+	return failed, first
+}
+
+// get10HammerTimed is get10Hammer that also returns every request's
+// latency, sorted.
+func get10HammerTimed(c *http.Client, url string, conns, n int) (int, []time.Duration, error) {
 	var left atomic.Int64
 	left.Store(int64(n))
 	var failed atomic.Int64
 	var first error
 	var once sync.Once
 	var wg sync.WaitGroup
-	for range min(conns, n) {
+	lats := make([][]time.Duration, min(conns, n))
+	for g := range lats {
 		wg.Go(func() {
+			lat := make([]time.Duration, 0, n/len(lats)+1)
 			for left.Add(-1) >= 0 {
+				t0 := time.Now()
 				if err := get10Once(c, url); err != nil {
 					failed.Add(1)
 					once.Do(func() { first = err })
 				}
+				lat = append(lat, time.Since(t0))
 			}
+			lats[g] = lat
 		})
 	}
 	wg.Wait()
-	return int(failed.Load()), first
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	return int(failed.Load()), all, first
+}
+
+// get10Quantile returns the q quantile of sorted latencies.
+func get10Quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
 // get10AuthOf returns the auth field of the /1.0 document at url.
@@ -693,6 +767,7 @@ func (w *get10Sink) Write(p []byte) (int, error) {
 type loadgenConfig struct {
 	URL     string `json:"url"`
 	Conns   int    `json:"conns"`
+	NewConn bool   `json:"new_conn"` // a new connection and full handshake per request
 	CertPEM []byte `json:"cert_pem"`
 	KeyPEM  []byte `json:"key_pem"`
 	RootPEM []byte `json:"root_pem"`
@@ -706,6 +781,8 @@ type loadgenRun struct {
 // loadgenResult is the load generator's answer to a loadgenRun.
 type loadgenResult struct {
 	CPU    time.Duration `json:"cpu"` // the client process's CPU time for the run
+	P50    time.Duration `json:"p50"` // request latencies, as the client saw them
+	P99    time.Duration `json:"p99"`
 	Failed int           `json:"failed"`
 	Err    string        `json:"err,omitempty"`
 }
@@ -725,14 +802,21 @@ type loadgen struct {
 // loadgen returns the fixture's load generator for url, starting it on
 // first use. It runs until the benchmark ends.
 func (fx *get10Fixture) loadgen(b *testing.B, url string) *loadgen {
+	return fx.loadgenMode(b, url, false)
+}
+
+// loadgenMode is loadgen, with newConn for a load generator that opens a
+// new connection for every request.
+func (fx *get10Fixture) loadgenMode(b *testing.B, url string, newConn bool) *loadgen {
 	b.Helper()
 	fx.mu.Lock()
 	defer fx.mu.Unlock()
-	if lg, ok := fx.loadgens[url]; ok {
+	key := fmt.Sprintf("%s new-conn=%v", url, newConn)
+	if lg, ok := fx.loadgens[key]; ok {
 		return lg
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fx.clientX.Raw})
-	cfg, err := json.Marshal(loadgenConfig{URL: url, Conns: get10Conns, CertPEM: certPEM, KeyPEM: fx.keyPEM, RootPEM: fx.rootPEM})
+	cfg, err := json.Marshal(loadgenConfig{URL: url, Conns: get10Conns, NewConn: newConn, CertPEM: certPEM, KeyPEM: fx.keyPEM, RootPEM: fx.rootPEM})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -744,7 +828,7 @@ func (fx *get10Fixture) loadgen(b *testing.B, url string) *loadgen {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fx.loadgens[url] = lg
+	fx.loadgens[key] = lg
 	return lg
 }
 
@@ -856,7 +940,7 @@ func runGet10Loadgen(cfgPath string, in io.Reader, out io.WriteCloser) error {
 	if !roots.AppendCertsFromPEM(cfg.RootPEM) {
 		return errors.New("no root certificate")
 	}
-	c := newGet10Client(cert, roots, cfg.Conns)
+	c := newGet10ClientMode(cert, roots, cfg.Conns, cfg.NewConn)
 	defer c.CloseIdleConnections()
 	dec, enc := json.NewDecoder(in), json.NewEncoder(out)
 	for {
@@ -867,8 +951,9 @@ func runGet10Loadgen(cfgPath string, in io.Reader, out io.WriteCloser) error {
 			return err
 		}
 		cpu0 := get10ProcessCPU()
-		failed, first := get10Hammer(c, cfg.URL, cfg.Conns, run.N)
-		res := loadgenResult{CPU: get10ProcessCPU() - cpu0, Failed: failed}
+		failed, lats, first := get10HammerTimed(c, cfg.URL, cfg.Conns, run.N)
+		res := loadgenResult{CPU: get10ProcessCPU() - cpu0, Failed: failed,
+			P50: get10Quantile(lats, 0.50), P99: get10Quantile(lats, 0.99)}
 		if first != nil {
 			res.Err = first.Error()
 		}

@@ -431,6 +431,7 @@ func (d *Daemon) reconcileHTTPS() error {
 		ReadHeaderTimeout: d.cfg.HeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return authn.WithConnMemo(ctx) },
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	ln = limitPerSource(ln, d.cfg.MaxConnsPerSource)

@@ -1,0 +1,49 @@
+package authn
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"sync/atomic"
+
+	"github.com/trustlog/trustlog/projections"
+)
+
+type connKey struct{}
+
+// connMemo remembers the fingerprint of the certificate a connection's
+// peer presented: the requests of a keep-alive connection need not hash it
+// again. HTTP/2 serves a connection's requests concurrently, hence the
+// atomic pointer.
+type connMemo struct{ last atomic.Pointer[leafPrint] }
+
+type leafPrint struct {
+	leaf *x509.Certificate
+	sum  [32]byte
+	hex  string
+}
+
+// WithConnMemo returns ctx with room to remember the peer certificate's
+// fingerprint across the requests of one connection. Use it as (or in)
+// http.Server.ConnContext of a TLS listener.
+func WithConnMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, connKey{}, &connMemo{})
+}
+
+// fingerprintOf returns the SHA-256 of leaf and its hex form, remembered
+// for the connection of ctx when it has a memo. The memo is keyed by the
+// certificate object, which a TLS connection keeps for its lifetime.
+func fingerprintOf(ctx context.Context, leaf *x509.Certificate) ([32]byte, string) {
+	memo, _ := ctx.Value(connKey{}).(*connMemo)
+	if memo != nil {
+		if p := memo.last.Load(); p != nil && p.leaf == leaf {
+			return p.sum, p.hex
+		}
+	}
+	sum := projections.Fingerprint(leaf.Raw)
+	p := &leafPrint{leaf: leaf, sum: sum, hex: hex.EncodeToString(sum[:])}
+	if memo != nil {
+		memo.last.Store(p)
+	}
+	return p.sum, p.hex
+}

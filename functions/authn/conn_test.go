@@ -1,0 +1,35 @@
+package authn
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"testing"
+)
+
+// TestConnMemo: the fingerprint remembered for a connection is always the
+// one of the certificate asked about, with or without a memo.
+func TestConnMemo(t *testing.T) {
+	a := &x509.Certificate{Raw: []byte("certificate a")}
+	b := &x509.Certificate{Raw: []byte("certificate b")}
+	want := func(c *x509.Certificate) string {
+		sum := sha256.Sum256(c.Raw)
+		return hex.EncodeToString(sum[:])
+	}
+	memo := WithConnMemo(context.Background())
+	for i, tc := range []struct {
+		ctx  context.Context
+		leaf *x509.Certificate
+	}{
+		{memo, a}, {memo, a}, {memo, b}, {memo, a}, {context.Background(), b}, {memo, b},
+	} {
+		sum, fp := fingerprintOf(tc.ctx, tc.leaf)
+		if fp != want(tc.leaf) || hex.EncodeToString(sum[:]) != fp {
+			t.Errorf("call %d: fingerprint %s (%x), want %s", i, fp, sum, want(tc.leaf))
+		}
+	}
+	if p := memo.Value(connKey{}).(*connMemo).last.Load(); p == nil || p.leaf != b {
+		t.Errorf("the memo does not hold the last certificate")
+	}
+}

@@ -1,0 +1,90 @@
+//go:build unix
+
+package daemon_test
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// BenchmarkSideBySide runs trustlogd and a bare Go mTLS server in one run,
+// with 100,000 and then 1,000,000 trusted certificates: the same server
+// certificate and key, the same client certificate, the same TLS 1.3 and
+// HTTP settings, and the same response bytes. trustlogd authenticates the
+// client against its trust store and builds GET /1.0; the bare server
+// answers the bytes trustlogd answered, and checks nothing.
+//
+// Rows, each with the load generator in a second process (64 clients):
+//   - keepalive/trustlogd, keepalive/bare: requests over keep-alive
+//     connections (opened before the timed region).
+//   - handshake/trustlogd, handshake/bare: a new connection with a full
+//     TLS 1.3 handshake (no resumption) for every request.
+//
+// Metrics: req/s (wall clock), the client's p50 and p99 latency, and the
+// CPU time per request of the server process and of the client process.
+// Method and results: docs/benchmarks.md.
+func BenchmarkSideBySide(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			fx := newGet10Fixture(b, n)
+			daemonURL := "https://" + fx.d.HTTPSAddr() + "/1.0"
+			body := get10Body(b, fx.httpClient("body"), daemonURL)
+			bareURL := get10FixedServer(b, fx.dir, body) + "/1.0"
+			for _, mode := range []struct {
+				name    string
+				newConn bool
+			}{{"keepalive", false}, {"handshake", true}} {
+				b.Run(mode.name+"/trustlogd", func(b *testing.B) { sideBySide(b, fx, daemonURL, mode.newConn) })
+				b.Run(mode.name+"/bare", func(b *testing.B) { sideBySide(b, fx, bareURL, mode.newConn) })
+			}
+		})
+	}
+}
+
+func sizeName(n int) string {
+	if n >= 1_000_000 {
+		return "trusted=1M"
+	}
+	return "trusted=100k"
+}
+
+// get10Body returns the body of GET url.
+func get10Body(b *testing.B, c *http.Client, url string) []byte {
+	b.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return body
+}
+
+// sideBySide sends b.N requests to url from the load generator process and
+// reports throughput, latency and CPU per request on both sides.
+func sideBySide(b *testing.B, fx *get10Fixture, url string, newConn bool) {
+	lg := fx.loadgenMode(b, url, newConn)
+	// Outside the timed region: opens the keep-alive connections.
+	if _, err := lg.run(4 * get10Conns); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), get10ProcessCPU()
+	res, err := lg.run(b.N)
+	cpu, wall := get10ProcessCPU()-cpu0, time.Since(start)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/wall.Seconds(), "req/s")
+	b.ReportMetric(float64(res.P50.Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(res.P99.Nanoseconds())/1e3, "p99-µs")
+	b.ReportMetric(get10PerOp(cpu, b.N), "server-cpu-µs/op")
+	b.ReportMetric(get10PerOp(res.CPU, b.N), "client-cpu-µs/op")
+}
