@@ -1,11 +1,13 @@
 package projections
 
 import (
+	"container/heap"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +36,7 @@ type Builder struct {
 	configOwned bool
 	tokensOwned [256]bool
 	secretOwned bool
+	endedOwned  bool
 
 	identitiesOwned   bool
 	identityCertOwned bool
@@ -60,7 +63,7 @@ func (b *Builder) Model() *Model {
 	snap := b.m
 	b.certsOwned = [256]bool{}
 	b.tokensOwned = [256]bool{}
-	b.configOwned, b.secretOwned = false, false
+	b.configOwned, b.secretOwned, b.endedOwned = false, false, false
 	b.identitiesOwned, b.identityCertOwned, b.challengesOwned = false, false, false
 	return &snap
 }
@@ -108,6 +111,7 @@ func (b *Builder) fold(d decoded) error {
 		return fmt.Errorf("projections: event %d: %w", d.seq, d.err)
 	default:
 		b.apply(d.p, d.env.Time)
+		b.pruneTokens(d.env.Time)
 	}
 	return nil
 }
@@ -250,12 +254,34 @@ func (b *Builder) endToken(id, state string, at time.Time, by string) {
 	next.State, next.EndedAt, next.RedeemedBy = state, at, by
 	b.tokenShard(id)[id] = &next
 	delete(b.bySecret(), old.SecretHash)
+	heap.Push(b.endedIndex(), endedToken{at: at, id: id})
 	// A pending TLS identity lives only as long as its token.
 	if state != TokenRedeemed && old.IdentityID != "" {
 		if i, ok := b.m.identities[old.IdentityID]; ok && i.Pending {
 			b.removeIdentity(old.IdentityID)
 		}
 	}
+}
+
+// pruneTokens drops the tokens that ended more than EndedTokenRetention
+// before at, the time of the event just folded.
+func (b *Builder) pruneTokens(at time.Time) {
+	limit := at.Add(-EndedTokenRetention)
+	for len(b.m.ended) > 0 && b.m.ended[0].at.Before(limit) {
+		e := heap.Pop(b.endedIndex()).(endedToken)
+		if t, ok := b.m.Token(e.id); ok && !t.Pending() && t.EndedAt.Equal(e.at) {
+			delete(b.tokenShard(e.id), e.id)
+		}
+	}
+}
+
+// endedIndex returns the builder's own copy of the ended-token index.
+func (b *Builder) endedIndex() *endedHeap {
+	if !b.endedOwned {
+		b.m.ended = slices.Clone(b.m.ended)
+		b.endedOwned = true
+	}
+	return &b.m.ended
 }
 
 func (b *Builder) tokenShard(id string) map[string]*Token {

@@ -77,6 +77,7 @@ type Model struct {
 
 	tokens        [256]map[string]*Token // every token, by id, sharded like certs
 	tokenBySecret map[[32]byte]string    // pending tokens: secret hash → id
+	ended         endedHeap              // ended tokens, for pruning after EndedTokenRetention
 
 	ca         *CA
 	crl        *CRL // the complete list in force

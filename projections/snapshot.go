@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bytes"
+	"container/heap"
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
@@ -136,8 +137,11 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 		b.tokenShard(t.ID)[t.ID] = &t
 		if t.Pending() {
 			b.bySecret()[t.SecretHash] = t.ID
+		} else {
+			*b.endedIndex() = append(*b.endedIndex(), endedToken{at: t.EndedAt, id: t.ID})
 		}
 	}
+	heap.Init(b.endedIndex())
 	if s.CA != nil {
 		b.m.ca = &CA{PEM: s.CA.PEM, Fingerprint: s.CA.Fingerprint, Cert: parsePEM(s.CA.PEM)}
 	}

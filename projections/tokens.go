@@ -7,6 +7,12 @@ import (
 	"time"
 )
 
+// EndedTokenRetention is how long, in event time, a token stays in the
+// model after it was redeemed, revoked or expired: its operation can still
+// be looked at for that long (LXD drops a finished operation within
+// seconds). Without it the model would keep every token ever issued.
+const EndedTokenRetention = time.Hour
+
 // Token states.
 const (
 	TokenPending  = "pending"
@@ -110,4 +116,31 @@ func tokenShard(id string) byte {
 		h *= 16777619
 	}
 	return byte(h)
+}
+
+// endedToken is an entry of the model's index of ended tokens.
+type endedToken struct {
+	at time.Time
+	id string
+}
+
+// endedHeap orders ended tokens by end time, then id: pruning then depends
+// only on which tokens the model holds, never on the order their events
+// came in, so that a model decoded from a snapshot prunes as a replay does.
+type endedHeap []endedToken
+
+func (h endedHeap) Len() int { return len(h) }
+func (h endedHeap) Less(i, j int) bool {
+	if c := h[i].at.Compare(h[j].at); c != 0 {
+		return c < 0
+	}
+	return h[i].id < h[j].id
+}
+func (h endedHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *endedHeap) Push(x any)   { *h = append(*h, x.(endedToken)) }
+func (h *endedHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

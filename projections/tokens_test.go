@@ -338,3 +338,69 @@ func TestTokenSnapshots(t *testing.T) {
 		t.Errorf("later snapshot = %+v", got)
 	}
 }
+
+// TestEndedTokensPruned: a token that was redeemed, revoked or expired
+// leaves the model once an event EndedTokenRetention later is folded; a
+// pending one stays; a model decoded from a snapshot at any point prunes
+// exactly as the full replay does.
+func TestEndedTokensPruned(t *testing.T) {
+	t.Parallel()
+	at := func(d time.Duration) func(*events.Envelope) {
+		return func(e *events.Envelope) { e.Time = baseTime.Add(d) }
+	}
+	ch := newChain(t)
+	recs := []events.Record{
+		ch.next(tokenIssued("a", "sa"), at(0)),
+		ch.next(tokenIssued("b", "sb"), at(0)),
+		ch.next(tokenIssued("c", "sc"), at(0)),
+		ch.next(&events.TokenRedeemed{ID: "a", Name: "name-a", Fingerprint: "fp"}, at(time.Minute)),
+		ch.next(&events.TokenRevoked{ID: "b", Name: "name-b"}, at(2*time.Minute)),
+		ch.next(&events.ConfigChanged{Key: "user.x", Value: "1"}, at(time.Minute+projections.EndedTokenRetention)),
+		ch.next(&events.ConfigChanged{Key: "user.x", Value: "2"}, at(time.Minute+projections.EndedTokenRetention+time.Second)),
+		ch.next(&events.ConfigChanged{Key: "user.x", Value: "3"}, at(3*time.Minute+projections.EndedTokenRetention)),
+	}
+	ids := func(m *projections.Model) []string {
+		var out []string
+		for _, tok := range m.Tokens() {
+			out = append(out, tok.ID+":"+tok.State)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		upto int
+		want []string
+	}{
+		{5, []string{"a:redeemed", "b:revoked", "c:pending"}},
+		{6, []string{"a:redeemed", "b:revoked", "c:pending"}}, // exactly the retention: kept
+		{7, []string{"b:revoked", "c:pending"}},
+		{8, []string{"c:pending"}},
+	} {
+		m := fold(t, recs[:tc.upto])
+		if diff := cmp.Diff(tc.want, ids(m)); diff != "" {
+			t.Errorf("tokens after %d events (-want +got):\n%s", tc.upto, diff)
+		}
+		if tok, ok := m.PendingToken(sha256.Sum256([]byte("sc"))); !ok || tok.ID != "c" {
+			t.Errorf("after %d events the pending token c is not found by its secret", tc.upto)
+		}
+	}
+	full := projections.Digest(fold(t, recs))
+	for k := range len(recs) + 1 {
+		raw, err := projections.EncodeSnapshot(fold(t, recs[:k]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := projections.DecodeSnapshot(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := projections.NewBuilder(m)
+		for _, r := range recs[k:] {
+			if err := b.Apply(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := projections.Digest(b.Model()); got != full {
+			t.Errorf("snapshot after %d events, then the rest: digest differs from the full replay", k)
+		}
+	}
+}
