@@ -492,6 +492,9 @@ func (d *Daemon) Store() *natsstore.Store { return d.store }
 // was called.
 func (d *Daemon) Sync(ctx context.Context) error { return d.proj.Sync(ctx) }
 
+// WaitFor blocks until the read model has applied sequence seq, or ctx ends.
+func (d *Daemon) WaitFor(ctx context.Context, seq uint64) error { return d.proj.WaitFor(ctx, seq) }
+
 // Model returns the current read model.
 func (d *Daemon) Model() *projections.Model { return d.proj.Snapshot() }
 
