@@ -36,7 +36,8 @@ type Builder struct {
 	configOwned bool
 	tokensOwned [256]bool
 	secretOwned bool
-	endedOwned  bool
+	endedOwned  [256]bool
+	endedArray  bool // the ended array itself is the builder's
 
 	identitiesOwned   bool
 	identityCertOwned bool
@@ -63,7 +64,8 @@ func (b *Builder) Model() *Model {
 	snap := b.m
 	b.certsOwned = [256]bool{}
 	b.tokensOwned = [256]bool{}
-	b.configOwned, b.secretOwned, b.endedOwned = false, false, false
+	b.endedOwned, b.endedArray = [256]bool{}, false
+	b.configOwned, b.secretOwned = false, false
 	b.identitiesOwned, b.identityCertOwned, b.challengesOwned = false, false, false
 	return &snap
 }
@@ -254,7 +256,7 @@ func (b *Builder) endToken(id, state string, at time.Time, by string) {
 	next.State, next.EndedAt, next.RedeemedBy = state, at, by
 	b.tokenShard(id)[id] = &next
 	delete(b.bySecret(), old.SecretHash)
-	heap.Push(b.endedIndex(), endedToken{at: at, id: id})
+	b.addEnded(endedToken{at: at, id: id})
 	// A pending TLS identity lives only as long as its token.
 	if state != TokenRedeemed && old.IdentityID != "" {
 		if i, ok := b.m.identities[old.IdentityID]; ok && i.Pending {
@@ -264,24 +266,52 @@ func (b *Builder) endToken(id, state string, at time.Time, by string) {
 }
 
 // pruneTokens drops the tokens that ended more than EndedTokenRetention
-// before at, the time of the event just folded.
+// before at, the time of the event just folded. Which tokens go depends
+// only on the model's tokens and at, never on the order of earlier events,
+// so a model decoded from a snapshot prunes as the full replay does.
 func (b *Builder) pruneTokens(at time.Time) {
 	limit := at.Add(-EndedTokenRetention)
-	for len(b.m.ended) > 0 && b.m.ended[0].at.Before(limit) {
-		e := heap.Pop(b.endedIndex()).(endedToken)
-		if t, ok := b.m.Token(e.id); ok && !t.Pending() && t.EndedAt.Equal(e.at) {
-			delete(b.tokenShard(e.id), e.id)
+	if b.m.pruneAt.IsZero() || !b.m.pruneAt.Before(limit) {
+		return
+	}
+	var next time.Time
+	for i := range b.m.ended { // not nil: pruneAt is set
+		for len(b.m.ended[i]) > 0 && b.m.ended[i][0].at.Before(limit) {
+			e := heap.Pop(b.endedShard(i)).(endedToken)
+			if t, ok := b.m.Token(e.id); ok && !t.Pending() && t.EndedAt.Equal(e.at) {
+				delete(b.tokenShard(e.id), e.id)
+			}
 		}
+		if h := b.m.ended[i]; len(h) > 0 && (next.IsZero() || h[0].at.Before(next)) {
+			next = h[0].at
+		}
+	}
+	b.m.pruneAt = next
+}
+
+// addEnded indexes a token that has just ended.
+func (b *Builder) addEnded(e endedToken) {
+	heap.Push(b.endedShard(int(tokenShard(e.id))), e)
+	if b.m.pruneAt.IsZero() || e.at.Before(b.m.pruneAt) {
+		b.m.pruneAt = e.at
 	}
 }
 
-// endedIndex returns the builder's own copy of the ended-token index.
-func (b *Builder) endedIndex() *endedHeap {
-	if !b.endedOwned {
-		b.m.ended = slices.Clone(b.m.ended)
-		b.endedOwned = true
+// endedShard returns the builder's own copy of one shard of the
+// ended-token index: like the token maps, a change copies one shard.
+func (b *Builder) endedShard(i int) *endedHeap {
+	if !b.endedArray {
+		arr := new([256]endedHeap)
+		if b.m.ended != nil {
+			*arr = *b.m.ended
+		}
+		b.m.ended, b.endedArray = arr, true
 	}
-	return &b.m.ended
+	if !b.endedOwned[i] {
+		b.m.ended[i] = slices.Clone(b.m.ended[i])
+		b.endedOwned[i] = true
+	}
+	return &b.m.ended[i]
 }
 
 func (b *Builder) tokenShard(id string) map[string]*Token {

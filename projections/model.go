@@ -77,7 +77,8 @@ type Model struct {
 
 	tokens        [256]map[string]*Token // every token, by id, sharded like certs
 	tokenBySecret map[[32]byte]string    // pending tokens: secret hash → id
-	ended         endedHeap              // ended tokens, for pruning after EndedTokenRetention
+	ended         *[256]endedHeap        // ended tokens by token shard, for pruning after EndedTokenRetention
+	pruneAt       time.Time              // the earliest end time in ended; zero if none
 
 	ca         *CA
 	crl        *CRL // the complete list in force

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"bytes"
-	"container/heap"
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
@@ -138,10 +137,9 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 		if t.Pending() {
 			b.bySecret()[t.SecretHash] = t.ID
 		} else {
-			*b.endedIndex() = append(*b.endedIndex(), endedToken{at: t.EndedAt, id: t.ID})
+			b.addEnded(endedToken{at: t.EndedAt, id: t.ID})
 		}
 	}
-	heap.Init(b.endedIndex())
 	if s.CA != nil {
 		b.m.ca = &CA{PEM: s.CA.PEM, Fingerprint: s.CA.Fingerprint, Cert: parsePEM(s.CA.PEM)}
 	}
