@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.StringVar(&cfg.NATSName, "nats-name", "", "name of the embedded NATS server in a cluster of trustlogd instances")
 	fs.StringVar(&cfg.NATSCluster, "nats-cluster", "", "host:port of the embedded NATS server's cluster (route) listener")
 	fs.StringVar(&cfg.NATSRoutes, "nats-routes", "", "comma-separated route addresses (host:port) of the cluster's members")
+	fs.StringVar(&cfg.NATSClusterSecretFile, "nats-cluster-secret-file", "", "file (mode 0600) holding the secret the cluster's routes authenticate with; the same on every member")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let other services read the event stream: the embedded NATS server listens on host:port, with a read-only user written to <dir>/subscriber.url")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "put an HTTP API behind Trustlog: http(s)://host:port[/base] or unix:/path; authenticated requests for other paths are proxied with X-Trustlog-* identity headers")
 	fs.BoolVar(&verbose, "verbose", false, "log debug messages")

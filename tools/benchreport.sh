@@ -10,9 +10,10 @@ mkdir -p "$(dirname "$out")"
 {
 	echo "# $(date -u +%FT%TZ) $(go version) $(nproc) CPUs"
 	go test -run '^$' -bench 'SideBySide' -benchmem -benchtime 3s -count 5 -timeout 60m ./local/daemon/
-	go test -run '^$' -bench 'Replay100k|ProjectorReplay|MemoryPerCertificate' -benchmem -count 5 -timeout 60m ./projections/
+	go test -run '^$' -bench 'Replay100k|ProjectorReplay' -benchmem -count 5 -timeout 60m ./projections/
+	go test -run '^$' -bench 'MemoryPerCertificate' -count 3 -timeout 60m ./projections/
 	go test -run '^$' -bench 'Propagation' -benchtime 500x -count 5 -timeout 30m ./local/e2e/
-	go test -run '^$' -bench 'LambdaColdStart1M' -benchtime 5x -count 3 -timeout 60m ./local/e2e/
+	go test -run '^$' -bench 'LambdaColdStart1M' -benchtime 5x -count 1 -timeout 60m ./local/e2e/
 	go test -run '^$' -bench 'TokenRedeem$' -benchmem -benchtime 200x -count 5 -timeout 30m ./local/daemon/
 } | tee "$out"
 bash tools/benchcharts.sh "$out"

@@ -90,6 +90,10 @@ type Config struct {
 	NATSName    string
 	NATSCluster string
 	NATSRoutes  string
+	// NATSClusterSecretFile holds the secret (≥ 32 characters, mode 0600)
+	// that the members' routes authenticate with; required with
+	// NATSCluster, the same file content on every member.
+	NATSClusterSecretFile string
 	// NATSListen, if set, makes the embedded NATS server listen on this
 	// host:port for other services subscribing to the event stream, with a
 	// read-only user whose URL is written to <Dir>/subscriber.url.
