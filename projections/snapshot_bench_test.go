@@ -1,0 +1,41 @@
+package projections_test
+
+import (
+	"testing"
+
+	"github.com/trustlog/trustlog/projections"
+)
+
+// BenchmarkSnapshot measures encoding and decoding the snapshot of a model
+// holding 1,000,000 trusted certificates without certificate text (the
+// trust store of the 1M-certificate cold start).
+func BenchmarkSnapshot(b *testing.B) {
+	const n = 1_000_000
+	recs, _ := trustedRecords(b, n, "")
+	bl := projections.NewBuilder(nil)
+	for i := 0; i < len(recs); i += 1024 {
+		bl.ApplyAll(recs[i:min(i+1024, len(recs))], nil)
+	}
+	m := bl.Model()
+	recs = nil
+	raw, err := projections.EncodeSnapshot(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := projections.EncodeSnapshot(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(raw)), "snapshot-B")
+	})
+	b.Run("decode", func(b *testing.B) {
+		for b.Loop() {
+			d, err := projections.DecodeSnapshot(raw)
+			if err != nil || d.NumCertificates() != n {
+				b.Fatalf("decoded %v certificates: %v", d.NumCertificates(), err)
+			}
+		}
+	})
+}
