@@ -14,6 +14,7 @@ mkdir -p "$(dirname "$out")"
 	go test -run '^$' -bench 'MemoryPerCertificate' -count 3 -timeout 60m ./projections/
 	go test -run '^$' -bench 'Propagation' -benchtime 500x -count 5 -timeout 30m ./local/e2e/
 	go test -run '^$' -bench 'LambdaColdStart1M' -benchtime 5x -count 1 -timeout 60m ./local/e2e/
+	go test -run '^$' -bench 'LoadSnapshot' -benchtime 3x -count 3 ./events/natsstore/
 	go test -run '^$' -bench 'TokenRedeem$' -benchmem -benchtime 200x -count 5 -timeout 30m ./local/daemon/
 } | tee "$out"
 bash tools/benchcharts.sh "$out"

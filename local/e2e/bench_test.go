@@ -37,6 +37,13 @@ import (
 // request path, so the entries carry no certificate text.
 func fillTrustStore(b *testing.B, d *daemon.Daemon, n int) {
 	b.Helper()
+	fillTrustStoreWith(b, d, n, "")
+}
+
+// fillTrustStoreWith is fillTrustStore with pemText as every entry's
+// certificate text (each event carries its own copy, as real ones do).
+func fillTrustStoreWith(b *testing.B, d *daemon.Daemon, n int, pemText string) {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const batch = 250
@@ -50,7 +57,7 @@ func fillTrustStore(b *testing.B, d *daemon.Daemon, n int) {
 			var sum [32]byte
 			rand.Read(sum[:])
 			env, err := events.New(fmt.Sprintf("fill-%d", done+i), "/bench", time.Now(), events.Actor{Name: "bench", Method: "system"},
-				events.CertificateTrusted{Fingerprint: hex.EncodeToString(sum[:]), Name: "filler", Type: "client", Projects: []string{}})
+				events.CertificateTrusted{Fingerprint: hex.EncodeToString(sum[:]), Name: "filler", Type: "client", Projects: []string{}, Certificate: pemText})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -281,6 +281,13 @@ func BenchmarkLambdaColdStart1M(b *testing.B) {
 	}
 	b.Run("snapshot", run(func(b *testing.B, d *daemon.Daemon) { fillChurn(b, d, 1_000_000/churnUnit) }))
 	b.Run("snapshot-1M-certs", run(func(b *testing.B, d *daemon.Daemon) { fillTrustStore(b, d, 1_000_000) }))
+	// Not 1M events: 100,000 trusted certificates that carry their PEM, as
+	// real entries do (the fills above carry none), for the snapshot size
+	// of a real trust store of that size.
+	b.Run("snapshot-100k-certs-with-pem", run(func(b *testing.B, d *daemon.Daemon) {
+		_, cert := p384Cert(b, "filler", false)
+		fillTrustStoreWith(b, d, 100_000, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})))
+	}))
 }
 
 // BenchmarkLambdaWarm measures one warm invocation: the adapter, the
