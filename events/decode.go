@@ -35,6 +35,9 @@ func DecodeRecord(raw []byte) (Envelope, Payload, error) {
 	// member names, a repeated or missing data member, a null data, any
 	// error) takes the two-step path, so that results and errors are
 	// exactly Decode's and Payload's.
+	if env, p, ok := decodeCanonical(raw); ok {
+		return env, p, nil
+	}
 	if typ, ok := members(raw); ok {
 		if mk, ok := registry[typ]; ok {
 			p := mk()

@@ -2,12 +2,13 @@ package events
 
 import (
 	"os"
+	"reflect"
 	"path/filepath"
 	"testing"
 )
 
 // TestDecodeRecordFastPath: every golden event, as Marshal writes it, takes
-// the one-pass path.
+// the canonical path, and the one-pass path would take it too.
 func TestDecodeRecordFastPath(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	if err != nil || len(files) == 0 {
@@ -28,6 +29,21 @@ func TestDecodeRecordFastPath(t *testing.T) {
 		}
 		if typ, ok := members(stored); !ok || typ != env.Type {
 			t.Errorf("%s: members = %q, %v; want %q, true", f, typ, ok, env.Type)
+		}
+		// What Marshal writes is canonical, and decodes as encoding/json
+		// decodes it.
+		got, p, ok := decodeCanonical(stored)
+		if !ok {
+			t.Errorf("%s: not decoded as canonical", f)
+			continue
+		}
+		want, err := env.Payload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Data = nil
+		if !reflect.DeepEqual(got, env) || !reflect.DeepEqual(p, want) {
+			t.Errorf("%s: canonical decoding differs:\n%+v %+v\n%+v %+v", f, got, p, env, want)
 		}
 	}
 }

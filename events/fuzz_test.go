@@ -4,6 +4,7 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/trustlog/trustlog/events"
 )
@@ -45,6 +46,33 @@ func FuzzDecodeRecord(f *testing.F) {
 	}
 	f.Add([]byte(`{"specversion":"1.0","id":"x","source":"/","type":"trustlog.token.issued.v1","data":null}`))
 	f.Add([]byte(`{"data":{"name":"a"},"specversion":"1.0","id":"x","source":"/","type":"trustlog.certificate.trusted.v1"}`))
+	// Canonical envelopes (as Marshal writes them) with the strings, arrays
+	// and optional members the canonical decoder handles or refuses.
+	for _, p := range []events.Payload{
+		&events.CertificateTrusted{Fingerprint: "ab", Name: "a \"quoted\" \\ name/", Type: "client", Projects: nil,
+			Certificate: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
+		&events.CertificateTrusted{Name: "tab\tcr\rff\fbs\b", Projects: []string{}},
+		&events.CertificateTrusted{Name: "<html> & unicode é", Projects: []string{"a", "b"}},
+		&events.TokenIssued{ID: "t", Addresses: []string{"127.0.0.1:8443"}, ExpiresAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), IdentityID: "i"},
+		&events.TokenIssued{ID: "t", Projects: []string{}},
+		&events.TokenRedeemed{ID: "t", Name: "n", Fingerprint: "f"},
+		&events.TokenRevoked{ID: "t", Name: "n"},
+		&events.CertificateRemoved{Fingerprint: "f", Name: "n"},
+		&events.ConfigChanged{Key: "k", Value: "v"},
+	} {
+		for _, actor := range []events.Actor{{}, {Name: "n", Method: "tls", Address: "127.0.0.1:1"}} {
+			env, err := events.New("id", "/src", time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("x", 3600)), actor, p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			env.PrevHash = "00"
+			raw, err := env.Marshal()
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(raw)
+		}
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		env, p, err := events.DecodeRecord(raw)
 		want, werr := events.Decode(raw)
