@@ -8,13 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // SnapshotVersion is the format version of EncodeSnapshot. A snapshot of
 // another version is refused (and the stream replayed from the start).
-const SnapshotVersion = 1
+const SnapshotVersion = 2
 
 // ErrSnapshotVersion reports a snapshot written by another format version.
 var ErrSnapshotVersion = errors.New("projections: snapshot of an unknown format version")
@@ -28,7 +31,7 @@ type snapshot struct {
 	Hash       string
 	Broken     uint64
 	Skipped    uint64
-	Certs      []snapCert
+	Certs      [][]snapCert // in chunks of certChunk: gob allocates each chunk once
 	Config     map[string]string
 	Tokens     []Token
 	CA         *snapCA
@@ -39,6 +42,9 @@ type snapshot struct {
 	ServerCert *ServerCertificate
 	Renewal    *Renewal
 }
+
+// certChunk is how many certificates a snapshot chunk holds.
+const certChunk = 4096
 
 type snapCert struct {
 	Fingerprint, Name, Type string
@@ -83,11 +89,15 @@ func EncodeSnapshot(m *Model) ([]byte, error) {
 func snapshotOf(m *Model) snapshot {
 	s := snapshot{
 		Version: SnapshotVersion, Seq: m.seq, Hash: m.hash, Broken: m.broken, Skipped: m.skipped,
-		Config: m.config, Certs: make([]snapCert, 0, m.ncerts),
+		Config: m.config, Certs: make([][]snapCert, 0, m.ncerts/certChunk+1),
 		Challenges: m.challenges, ServerCert: m.serverCert, Renewal: m.renewal,
 	}
 	for _, c := range m.Certificates() {
-		s.Certs = append(s.Certs, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
+		if n := len(s.Certs); n == 0 || len(s.Certs[n-1]) == certChunk {
+			s.Certs = append(s.Certs, make([]snapCert, 0, min(certChunk, m.ncerts-certChunk*n)))
+		}
+		last := &s.Certs[len(s.Certs)-1]
+		*last = append(*last, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
 	}
 	for _, t := range m.Tokens() {
 		s.Tokens = append(s.Tokens, *t)
@@ -120,15 +130,8 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 	for k, v := range s.Config {
 		b.config()[k] = v
 	}
-	for _, c := range s.Certs {
-		sum, ok := ParseFingerprint(c.Fingerprint)
-		if !ok {
-			return nil, fmt.Errorf("projections: snapshot: bad fingerprint %q", c.Fingerprint)
-		}
-		b.putCert(sum, &Certificate{
-			Fingerprint: c.Fingerprint, Name: c.Name, Type: c.Type, Restricted: c.Restricted,
-			Projects: nonNil(c.Projects), Description: c.Description, PEM: c.PEM, parsed: newLazyCert(c.PEM),
-		})
+	if err := b.putCerts(s.Certs); err != nil {
+		return nil, err
 	}
 	for i := range s.Tokens {
 		t := s.Tokens[i]
@@ -168,6 +171,73 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 	}
 	b.m.renewal = s.Renewal
 	return b.Model(), nil
+}
+
+// putCerts fills the trust store from a snapshot's certificate chunks:
+// the entries are made on every processor, then each shard map is made at
+// its final size and filled by one of them.
+func (b *Builder) putCerts(chunks [][]snapCert) error {
+	type entry struct {
+		sum [32]byte
+		c   *Certificate
+	}
+	made := make([][]entry, len(chunks))
+	errs := make([]error, len(chunks))
+	workers := min(runtime.GOMAXPROCS(0), max(len(chunks), 1))
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(chunks); i = int(next.Add(1) - 1) {
+				out := make([]entry, len(chunks[i]))
+				for j, c := range chunks[i] {
+					sum, ok := ParseFingerprint(c.Fingerprint)
+					if !ok {
+						errs[i] = fmt.Errorf("projections: snapshot: bad fingerprint %q", c.Fingerprint)
+						break
+					}
+					out[j] = entry{sum, &Certificate{
+						Fingerprint: c.Fingerprint, Name: c.Name, Type: c.Type, Restricted: c.Restricted,
+						Projects: nonNil(c.Projects), Description: c.Description, PEM: c.PEM, parsed: newLazyCert(c.PEM),
+					}}
+				}
+				made[i] = out
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var sizes [256]int
+	for _, chunk := range made {
+		for _, e := range chunk {
+			sizes[e.sum[0]]++
+		}
+	}
+	for i := range b.m.certs {
+		if sizes[i] > 0 {
+			b.m.certs[i], b.certsOwned[i] = make(map[[32]byte]*Certificate, sizes[i]), true
+		}
+	}
+	// Worker w fills the shards i with i % workers == w.
+	for w := range workers {
+		wg.Go(func() {
+			for _, chunk := range made {
+				for _, e := range chunk {
+					if int(e.sum[0])%workers == w {
+						b.m.certs[e.sum[0]][e.sum] = e.c
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.m.ncerts = 0
+	for _, sh := range b.m.certs {
+		b.m.ncerts += len(sh)
+	}
+	return nil
 }
 
 func crlOut(c *CRL) *snapCRL {

@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"fmt"
 	"math/big"
 	"slices"
 	"testing"
@@ -147,5 +148,30 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	if _, err := projections.DecodeSnapshot([]byte("not a snapshot")); err == nil {
 		t.Error("garbage decoded as a snapshot")
+	}
+}
+
+// TestSnapshotManyCertificates: a trust store larger than one snapshot
+// chunk (filled on every processor at decode) comes back whole.
+func TestSnapshotManyCertificates(t *testing.T) {
+	t.Parallel()
+	const n = 10_000
+	recs, sums := trustedRecords(t, n, "")
+	m := fold(t, recs)
+	raw, err := projections.EncodeSnapshot(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := projections.DecodeSnapshot(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NumCertificates() != n || projections.Digest(got) != projections.Digest(m) {
+		t.Fatalf("decoded %d certificates, digest equal: %v", got.NumCertificates(), projections.Digest(got) == projections.Digest(m))
+	}
+	for i, sum := range sums {
+		if c, ok := got.Certificate(sum); !ok || c.Name != fmt.Sprintf("client-%d", i) {
+			t.Fatalf("certificate %d: %v, %v", i, c, ok)
+		}
 	}
 }
