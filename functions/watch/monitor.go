@@ -138,11 +138,14 @@ func (h *Handler) monitor(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-recheck.C:
 			g.check()
-		case <-g.ended:
-			fmt.Fprint(w, "event: trustlog.end\ndata: {\"reason\":\"trust ended\"}\n\n")
-			_ = rc.Flush()
-			return
 		case <-ctx.Done():
+			// Ending trust also cancels ctx: say why, whichever the select saw first.
+			select {
+			case <-g.ended:
+				fmt.Fprint(w, "event: trustlog.end\ndata: {\"reason\":\"trust ended\"}\n\n")
+				_ = rc.Flush()
+			default:
+			}
 			return
 		}
 	}
