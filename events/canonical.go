@@ -18,63 +18,37 @@ import (
 // several times faster than encoding/json's two passes.
 func decodeCanonical(raw []byte) (env Envelope, p Payload, ok bool) {
 	c := &cursor{b: raw, ok: true}
-	c.lit(`{"specversion":`)
-	env.SpecVersion = c.str()
-	c.lit(`,"id":`)
-	env.ID = c.str()
-	c.lit(`,"source":`)
-	env.Source = c.str()
-	c.lit(`,"type":`)
-	env.Type = c.str()
-	if c.opt(`,"subject":`) {
-		env.Subject = c.str()
+	env = Envelope{
+		SpecVersion:     c.strAt(`{"specversion":`),
+		ID:              c.strAt(`,"id":`),
+		Source:          c.strAt(`,"source":`),
+		Type:            c.strAt(`,"type":`),
+		Subject:         c.optStr(`,"subject":`),
+		Time:            c.timeAt(`,"time":`),
+		DataContentType: c.strAt(`,"datacontenttype":`),
 	}
-	c.lit(`,"time":`)
-	env.Time = c.time()
-	c.lit(`,"datacontenttype":`)
-	env.DataContentType = c.str()
 	c.lit(`,"data":`)
-	if !c.ok {
-		return Envelope{}, nil, false
-	}
 	mk, known := registry[env.Type]
-	if !known {
+	if !c.ok || !known {
 		return Envelope{}, nil, false
 	}
-	start := c.i
-	switch env.Type {
-	case certificateTrustedType:
-		p = c.certificateTrusted()
-	case certificateRemovedType:
-		p = c.certificateRemoved()
-	case tokenIssuedType:
-		p = c.tokenIssued()
-	case tokenRedeemedType:
-		p = c.tokenRedeemed()
-	case tokenRevokedType:
-		p = c.tokenRevoked()
-	default:
+	if read, ok := canonicalPayloads[env.Type]; ok {
+		p = read(c)
+	} else {
 		end := skipValue(raw, c.i)
 		if end < 0 {
 			return Envelope{}, nil, false
 		}
 		p = mk()
-		if err := json.Unmarshal(raw[start:end], p); err != nil {
+		if err := json.Unmarshal(raw[c.i:end], p); err != nil {
 			return Envelope{}, nil, false
 		}
 		c.i = end
 	}
-	if c.opt(`,"actorname":`) {
-		env.ActorName = c.str()
-	}
-	if c.opt(`,"actormethod":`) {
-		env.ActorMethod = c.str()
-	}
-	if c.opt(`,"actoraddress":`) {
-		env.ActorAddress = c.str()
-	}
-	c.lit(`,"prevhash":`)
-	env.PrevHash = c.str()
+	env.ActorName = c.optStr(`,"actorname":`)
+	env.ActorMethod = c.optStr(`,"actormethod":`)
+	env.ActorAddress = c.optStr(`,"actoraddress":`)
+	env.PrevHash = c.strAt(`,"prevhash":`)
 	c.lit(`}`)
 	if !c.ok || c.i != len(raw) || env.check() != nil {
 		return Envelope{}, nil, false
@@ -82,95 +56,55 @@ func decodeCanonical(raw []byte) (env Envelope, p Payload, ok bool) {
 	return env, p, true
 }
 
-var (
-	certificateTrustedType = CertificateTrusted{}.EventType()
-	certificateRemovedType = CertificateRemoved{}.EventType()
-	tokenIssuedType        = TokenIssued{}.EventType()
-	tokenRedeemedType      = TokenRedeemed{}.EventType()
-	tokenRevokedType       = TokenRevoked{}.EventType()
-)
-
-func (c *cursor) certificateTrusted() *CertificateTrusted {
-	p := &CertificateTrusted{}
-	c.lit(`{"fingerprint":`)
-	p.Fingerprint = c.str()
-	c.lit(`,"name":`)
-	p.Name = c.str()
-	c.lit(`,"type":`)
-	p.Type = c.str()
-	c.lit(`,"restricted":`)
-	p.Restricted = c.boolean()
-	c.lit(`,"projects":`)
-	p.Projects = c.strs()
-	c.lit(`,"description":`)
-	p.Description = c.str()
-	c.lit(`,"certificate":`)
-	p.Certificate = c.str()
-	c.lit(`}`)
-	return p
-}
-
-func (c *cursor) certificateRemoved() *CertificateRemoved {
-	p := &CertificateRemoved{}
-	c.lit(`{"fingerprint":`)
-	p.Fingerprint = c.str()
-	c.lit(`,"name":`)
-	p.Name = c.str()
-	c.lit(`}`)
-	return p
-}
-
-func (c *cursor) tokenIssued() *TokenIssued {
-	p := &TokenIssued{}
-	c.lit(`{"id":`)
-	p.ID = c.str()
-	c.lit(`,"name":`)
-	p.Name = c.str()
-	c.lit(`,"type":`)
-	p.Type = c.str()
-	c.lit(`,"restricted":`)
-	p.Restricted = c.boolean()
-	c.lit(`,"projects":`)
-	p.Projects = c.strs()
-	c.lit(`,"description":`)
-	p.Description = c.str()
-	c.lit(`,"secret_sha256":`)
-	p.SecretHash = c.str()
-	c.lit(`,"sealed_secret":`)
-	p.SealedSecret = c.str()
-	c.lit(`,"fingerprint":`)
-	p.Fingerprint = c.str()
-	c.lit(`,"addresses":`)
-	p.Addresses = c.strs()
-	c.lit(`,"expires_at":`)
-	p.ExpiresAt = c.time()
-	if c.opt(`,"identity_id":`) {
-		p.IdentityID = c.str()
-	}
-	c.lit(`}`)
-	return p
-}
-
-func (c *cursor) tokenRedeemed() *TokenRedeemed {
-	p := &TokenRedeemed{}
-	c.lit(`{"id":`)
-	p.ID = c.str()
-	c.lit(`,"name":`)
-	p.Name = c.str()
-	c.lit(`,"fingerprint":`)
-	p.Fingerprint = c.str()
-	c.lit(`}`)
-	return p
-}
-
-func (c *cursor) tokenRevoked() *TokenRevoked {
-	p := &TokenRevoked{}
-	c.lit(`{"id":`)
-	p.ID = c.str()
-	c.lit(`,"name":`)
-	p.Name = c.str()
-	c.lit(`}`)
-	return p
+// canonicalPayloads read the payloads of the events a trust store is
+// mostly made of, in the member order Marshal writes them.
+var canonicalPayloads = map[string]func(*cursor) Payload{
+	CertificateTrusted{}.EventType(): func(c *cursor) Payload {
+		p := &CertificateTrusted{
+			Fingerprint: c.strAt(`{"fingerprint":`),
+			Name:        c.strAt(`,"name":`),
+			Type:        c.strAt(`,"type":`),
+			Restricted:  c.boolAt(`,"restricted":`),
+			Projects:    c.strsAt(`,"projects":`),
+			Description: c.strAt(`,"description":`),
+			Certificate: c.strAt(`,"certificate":`),
+		}
+		c.lit(`}`)
+		return p
+	},
+	CertificateRemoved{}.EventType(): func(c *cursor) Payload {
+		p := &CertificateRemoved{Fingerprint: c.strAt(`{"fingerprint":`), Name: c.strAt(`,"name":`)}
+		c.lit(`}`)
+		return p
+	},
+	TokenIssued{}.EventType(): func(c *cursor) Payload {
+		p := &TokenIssued{
+			ID:           c.strAt(`{"id":`),
+			Name:         c.strAt(`,"name":`),
+			Type:         c.strAt(`,"type":`),
+			Restricted:   c.boolAt(`,"restricted":`),
+			Projects:     c.strsAt(`,"projects":`),
+			Description:  c.strAt(`,"description":`),
+			SecretHash:   c.strAt(`,"secret_sha256":`),
+			SealedSecret: c.strAt(`,"sealed_secret":`),
+			Fingerprint:  c.strAt(`,"fingerprint":`),
+			Addresses:    c.strsAt(`,"addresses":`),
+			ExpiresAt:    c.timeAt(`,"expires_at":`),
+			IdentityID:   c.optStr(`,"identity_id":`),
+		}
+		c.lit(`}`)
+		return p
+	},
+	TokenRedeemed{}.EventType(): func(c *cursor) Payload {
+		p := &TokenRedeemed{ID: c.strAt(`{"id":`), Name: c.strAt(`,"name":`), Fingerprint: c.strAt(`,"fingerprint":`)}
+		c.lit(`}`)
+		return p
+	},
+	TokenRevoked{}.EventType(): func(c *cursor) Payload {
+		p := &TokenRevoked{ID: c.strAt(`{"id":`), Name: c.strAt(`,"name":`)}
+		c.lit(`}`)
+		return p
+	},
 }
 
 // cursor reads canonical JSON. Once a read fails, ok is false and every
@@ -197,6 +131,22 @@ func (c *cursor) opt(s string) bool {
 		return true
 	}
 	return false
+}
+
+// Each reads the member whose key (with the separator before it) is key,
+// as a cursor method of the value's kind; opt reads it only if it comes
+// next. Go evaluates them in the order written, including inside a
+// composite literal.
+func (c *cursor) strAt(key string) string     { c.lit(key); return c.str() }
+func (c *cursor) boolAt(key string) bool      { c.lit(key); return c.boolean() }
+func (c *cursor) strsAt(key string) []string  { c.lit(key); return c.strs() }
+func (c *cursor) timeAt(key string) time.Time { c.lit(key); return c.time() }
+
+func (c *cursor) optStr(key string) string {
+	if c.opt(key) {
+		return c.str()
+	}
+	return ""
 }
 
 // str reads a string of printable ASCII whose escapes are among \" \\ \/
@@ -302,4 +252,62 @@ func (c *cursor) time() time.Time {
 		c.ok = false
 	}
 	return t
+}
+
+// stringEnd returns the index of the quote closing the string whose
+// content starts at i, or -1.
+func stringEnd(raw []byte, i int) int {
+	for {
+		j := bytes.IndexByte(raw[i:], '"')
+		if j < 0 {
+			return -1
+		}
+		j += i
+		n := 0
+		for k := j - 1; k >= i && raw[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j
+		}
+		i = j + 1
+	}
+}
+
+// skipValue returns the index just past the value starting at i, or -1.
+func skipValue(raw []byte, i int) int {
+	depth := 0
+	for i < len(raw) {
+		switch c := raw[i]; c {
+		case '"':
+			end := stringEnd(raw, i+1)
+			if end < 0 {
+				return -1
+			}
+			i = end + 1
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			i++
+		case ',':
+			if depth == 0 {
+				return i
+			}
+			i++
+		default:
+			i++
+		}
+		if depth == 0 && i > 0 && (raw[i-1] == '"' || raw[i-1] == '}' || raw[i-1] == ']') {
+			return i
+		}
+	}
+	if depth == 0 {
+		return i
+	}
+	return -1
 }

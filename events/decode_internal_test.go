@@ -8,7 +8,7 @@ import (
 )
 
 // TestDecodeRecordFastPath: every golden event, as Marshal writes it, takes
-// the canonical path, and the one-pass path would take it too.
+// the canonical path.
 func TestDecodeRecordFastPath(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	if err != nil || len(files) == 0 {
@@ -26,9 +26,6 @@ func TestDecodeRecordFastPath(t *testing.T) {
 		stored, err := env.Marshal()
 		if err != nil {
 			t.Fatal(err)
-		}
-		if typ, ok := members(stored); !ok || typ != env.Type {
-			t.Errorf("%s: members = %q, %v; want %q, true", f, typ, ok, env.Type)
 		}
 		// What Marshal writes is canonical, and decodes as encoding/json
 		// decodes it.
