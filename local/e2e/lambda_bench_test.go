@@ -25,20 +25,8 @@ import (
 // JetStream server reachable over TCP, plus a client certificate it trusts.
 func lambdaBenchStack(b *testing.B, n int) (string, lambdaReq) {
 	b.Helper()
-	ns := natstest.RunServer(b)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	d, err := daemon.Start(ctx, daemon.Config{Dir: b.TempDir(), HTTPSAddress: "127.0.0.1:0", NATSURL: ns.ClientURL(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { d.Close() })
-	fillTrustStore(b, d, n)
-	pair, cert := p384Cert(b, "lambda-client", false)
-	tb := newServer(b, d, nil)
-	tb.trust(b, cert, "lambda-client")
-	return ns.ClientURL(), lambdaReq{method: "GET", path: "/1.0/certificates/" + fingerprintOf(cert), cert: &pair}
+	url, req, _ := filledLambdaStack(b, func(b *testing.B, d *daemon.Daemon) { fillTrustStore(b, d, n) })
+	return url, req
 }
 
 // BenchmarkLambdaColdStart measures a cold start of a function's host over
