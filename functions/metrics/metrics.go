@@ -81,21 +81,18 @@ func New(model Model, stream Stream, now func() time.Time) *Metrics {
 // Authenticated implements gate.Observer.
 func (m *Metrics) Authenticated(id authn.Identity, admitted bool) {
 	k := decisionKey{method: id.Method, admitted: admitted}
-	if c, ok := m.counters.Load(k); ok {
-		c.(prometheus.Counter).Inc()
-		return
+	c, ok := m.counters.Load(k)
+	if !ok {
+		method, result := id.Method, "refused"
+		if method == "" {
+			method = "none"
+		}
+		if admitted {
+			result = "admitted"
+		}
+		c, _ = m.counters.LoadOrStore(k, m.decisions.WithLabelValues(method, result))
 	}
-	method := id.Method
-	if method == "" {
-		method = "none"
-	}
-	result := "refused"
-	if admitted {
-		result = "admitted"
-	}
-	c := m.decisions.WithLabelValues(method, result)
-	m.counters.Store(k, c)
-	c.Inc()
+	c.(prometheus.Counter).Inc()
 }
 
 // Served implements gate.Observer.
