@@ -70,11 +70,13 @@ type Reply struct {
 // SyncReply encodes the 200 sync reply with metadata and an ETag computed
 // over etagOf (none if etagOf is nil), as SyncETag writes it.
 func SyncReply(metadata, etagOf any) Reply {
-	var rp Reply
-	if tag, err := ETag(etagOf); etagOf != nil && err == nil {
+	rp := encode(http.StatusOK, api.TypeSync, "Success", 200, "", metadata)
+	if etagOf == nil {
+		return rp
+	}
+	if tag, err := ETag(etagOf); err == nil {
 		rp.etag = `"` + tag + `"`
 	}
-	rp.status, rp.body = envelope(http.StatusOK, api.TypeSync, "Success", 200, "", metadata)
 	return rp
 }
 
@@ -132,14 +134,11 @@ func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 }
 
 func write(w http.ResponseWriter, httpStatus int, typ, status string, code int, op string, metadata any, errs ...*Error) {
-	httpStatus, buf := envelope(httpStatus, typ, status, code, op, metadata, errs...)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(httpStatus)
-	_, _ = w.Write(buf)
+	encode(httpStatus, typ, status, code, op, metadata, errs...).Write(w)
 }
 
-// envelope encodes a reply; a metadata that does not encode makes it a 500.
-func envelope(httpStatus int, typ, status string, code int, op string, metadata any, errs ...*Error) (int, []byte) {
+// encode encodes a reply; a metadata that does not encode makes it a 500.
+func encode(httpStatus int, typ, status string, code int, op string, metadata any, errs ...*Error) Reply {
 	raw, err := json.Marshal(metadata)
 	if err != nil {
 		raw, httpStatus, typ, status, code = []byte("null"), http.StatusInternalServerError, api.TypeError, "", 0
@@ -167,7 +166,7 @@ func envelope(httpStatus int, typ, status string, code int, op string, metadata 
 	buf = append(buf, `,"metadata":`...)
 	buf = append(buf, raw...)
 	buf = append(buf, "}\n"...)
-	return httpStatus, buf
+	return Reply{status: httpStatus, body: buf}
 }
 
 // appendJSONString appends s as a JSON string.
