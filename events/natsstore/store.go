@@ -91,11 +91,32 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		AllowAtomicPublish: true,
 		AllowDirect:        true,
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-		return nil, fmt.Errorf("natsstore: create stream %s: %w", sc.Name, err)
+	// A cluster still electing its leaders does not answer, and one whose
+	// members are still joining cannot place a replicated stream: each
+	// attempt is bounded, and those two are retried while ctx allows.
+	for {
+		actx, cancel := context.WithTimeout(ctx, infoAttempt)
+		_, err := js.CreateOrUpdateStream(actx, sc)
+		cancel()
+		if err == nil {
+			return &Store{nc: nc, js: js, stream: sc.Name}, nil
+		}
+		var api *jetstream.APIError
+		joining := errors.As(err, &api) && api.ErrorCode == jsClusterNoPeers
+		if ctx.Err() != nil || !(joining || errors.Is(err, context.DeadlineExceeded)) {
+			return nil, fmt.Errorf("natsstore: create stream %s: %w", sc.Name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("natsstore: create stream %s: %w (last: %v)", sc.Name, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return &Store{nc: nc, js: js, stream: sc.Name}, nil
 }
+
+// jsClusterNoPeers is JetStream's error code for "no suitable peers for
+// placement": a replicated stream asked for before enough members joined.
+const jsClusterNoPeers = 10005
 
 // Stream returns the name of the stream.
 func (s *Store) Stream() string { return s.stream }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -9,12 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-
-	"github.com/trustlog/trustlog/events/natsstore"
 )
 
 // routeUser is the user name members present to each other's route
@@ -90,32 +85,4 @@ func readClusterSecret(path string) (string, error) {
 		return "", fmt.Errorf("--nats-cluster-secret-file %s: the secret is shorter than %d characters (make one with: openssl rand -hex 32)", path, minClusterSecret)
 	}
 	return secret, nil
-}
-
-// openStore opens the stream. In a cluster that is still electing its
-// JetStream leaders a request gets no answer at all, and one whose members
-// are still joining cannot place a replicated stream ("no suitable peers"),
-// so on a cluster each attempt is bounded and retried until ctx ends.
-func (d *Daemon) openStore(ctx context.Context, nc *nats.Conn, cfg natsstore.Config) (*natsstore.Store, error) {
-	if d.cfg.NATSCluster == "" && d.cfg.Replicas <= 1 {
-		return natsstore.Open(ctx, nc, cfg)
-	}
-	for {
-		// Created, and answering: the stream has a leader, so the requests
-		// that follow (replay, appends) are answered.
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := natsstore.Open(actx, nc, cfg)
-		if err == nil {
-			_, err = st.LastSeq(actx)
-		}
-		cancel()
-		if err == nil {
-			return st, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

@@ -208,7 +208,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.connectNATS(); err != nil {
 		return nil, err
 	}
-	if d.store, err = d.openStore(ctx, d.nc, natsstore.Config{Replicas: cfg.Replicas}); err != nil {
+	if d.store, err = natsstore.Open(ctx, d.nc, natsstore.Config{Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
