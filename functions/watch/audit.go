@@ -204,11 +204,7 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []HistoryEntry{}
 	err = h.scan(r.Context(), last, func(rec events.Record) {
-		env, err := events.Decode(rec.Raw)
-		if err != nil {
-			return
-		}
-		p, err := env.Payload()
+		env, p, err := events.DecodeRecord(rec.Raw)
 		if err != nil || !matches(subjectOf(p)) {
 			return
 		}

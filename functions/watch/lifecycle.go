@@ -157,11 +157,7 @@ func (h *Handler) lifecycle(w http.ResponseWriter, r *http.Request) {
 		if !wantLifecycle {
 			return nil, false
 		}
-		env, err := events.Decode(rec.Raw)
-		if err != nil {
-			return nil, false
-		}
-		p, err := env.Payload()
+		env, p, err := events.DecodeRecord(rec.Raw)
 		if err != nil || !visible(id, p) {
 			return nil, false
 		}

@@ -105,17 +105,16 @@ func (h *Handler) monitor(w http.ResponseWriter, r *http.Request) {
 	g := h.guard(r, id, cancel)
 	// Each event becomes its SSE frame: id is the stream sequence.
 	out := follow(ctx, h, g, from, func(rec events.Record) (string, bool) {
-		env, err := events.Decode(rec.Raw)
-		if err != nil {
+		env, p, err := events.DecodeRecord(rec.Raw)
+		if env.Type == "" {
 			// A stored record that does not decode is reported to admins, not hidden.
 			return fmt.Sprintf("id: %d\nevent: trustlog.error\ndata: {\"error\":\"event %d does not decode\"}\n\n", rec.Seq, rec.Seq), id.Admin()
 		}
 		if !match(env.Type) {
 			return "", false
 		}
-		if p, err := env.Payload(); err == nil && !visible(id, p) {
-			return "", false
-		} else if err != nil && !id.Admin() {
+		// A payload that does not decode is shown to admins only.
+		if err == nil && !visible(id, p) || err != nil && !id.Admin() {
 			return "", false
 		}
 		return fmt.Sprintf("id: %d\nevent: %s\ndata: %s\n\n", rec.Seq, env.Type, rec.Raw), true
