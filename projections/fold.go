@@ -8,6 +8,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -406,19 +407,15 @@ func (b *Builder) ApplyAll(recs []events.Record, report func(seq uint64, err err
 		ready[i] = make(chan struct{})
 	}
 	base := b.m.seq
-	var next atomic.Int64
-	for range min(runtime.GOMAXPROCS(0), chunks) {
-		go func() {
-			for c := int(next.Add(1) - 1); c < chunks; c = int(next.Add(1) - 1) {
-				for i := c * chunk; i < min((c+1)*chunk, len(recs)); i++ {
-					if recs[i].Seq > base {
-						out[i] = decode(recs[i])
-					}
-				}
-				close(ready[c])
+	// Chunks are decoded in order while the fold below follows them.
+	spread(chunks, func(c int) {
+		for i := c * chunk; i < min((c+1)*chunk, len(recs)); i++ {
+			if recs[i].Seq > base {
+				out[i] = decode(recs[i])
 			}
-		}()
-	}
+		}
+		close(ready[c])
+	})
 	for c := range chunks {
 		<-ready[c]
 		for i := c * chunk; i < min((c+1)*chunk, len(recs)); i++ {
@@ -431,4 +428,20 @@ func (b *Builder) ApplyAll(recs []events.Record, report func(seq uint64, err err
 			out[i] = decoded{}
 		}
 	}
+}
+
+// spread calls fn(i) for every i in [0, n), on as many goroutines as there
+// are processors, taking the indexes in order; the returned wait returns
+// once every call has.
+func spread(n int, fn func(i int)) (wait func()) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range min(runtime.GOMAXPROCS(0), max(n, 1)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	return wg.Wait
 }

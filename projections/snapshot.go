@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -183,29 +181,21 @@ func (b *Builder) putCerts(chunks [][]snapCert) error {
 	}
 	made := make([][]entry, len(chunks))
 	errs := make([]error, len(chunks))
-	workers := min(runtime.GOMAXPROCS(0), max(len(chunks), 1))
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(chunks); i = int(next.Add(1) - 1) {
-				out := make([]entry, len(chunks[i]))
-				for j, c := range chunks[i] {
-					sum, ok := ParseFingerprint(c.Fingerprint)
-					if !ok {
-						errs[i] = fmt.Errorf("projections: snapshot: bad fingerprint %q", c.Fingerprint)
-						break
-					}
-					out[j] = entry{sum, &Certificate{
-						Fingerprint: c.Fingerprint, Name: c.Name, Type: c.Type, Restricted: c.Restricted,
-						Projects: nonNil(c.Projects), Description: c.Description, PEM: c.PEM, parsed: newLazyCert(c.PEM),
-					}}
-				}
-				made[i] = out
+	spread(len(chunks), func(i int) {
+		out := make([]entry, len(chunks[i]))
+		for j, c := range chunks[i] {
+			sum, ok := ParseFingerprint(c.Fingerprint)
+			if !ok {
+				errs[i] = fmt.Errorf("projections: snapshot: bad fingerprint %q", c.Fingerprint)
+				return
 			}
-		})
-	}
-	wg.Wait()
+			out[j] = entry{sum, &Certificate{
+				Fingerprint: c.Fingerprint, Name: c.Name, Type: c.Type, Restricted: c.Restricted,
+				Projects: nonNil(c.Projects), Description: c.Description, PEM: c.PEM, parsed: newLazyCert(c.PEM),
+			}}
+		}
+		made[i] = out
+	})()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -220,19 +210,17 @@ func (b *Builder) putCerts(chunks [][]snapCert) error {
 			b.m.certs[i], b.certsOwned[i] = make(map[[32]byte]*Certificate, sizes[i]), true
 		}
 	}
-	// Worker w fills the shards i with i % workers == w.
-	for w := range workers {
-		wg.Go(func() {
-			for _, chunk := range made {
-				for _, e := range chunk {
-					if int(e.sum[0])%workers == w {
-						b.m.certs[e.sum[0]][e.sum] = e.c
-					}
+	// Filler w of n fills the shards i with i % n == w.
+	n := runtime.GOMAXPROCS(0)
+	spread(n, func(w int) {
+		for _, chunk := range made {
+			for _, e := range chunk {
+				if int(e.sum[0])%n == w {
+					b.m.certs[e.sum[0]][e.sum] = e.c
 				}
 			}
-		})
-	}
-	wg.Wait()
+		}
+	})()
 	b.m.ncerts = 0
 	for _, sh := range b.m.certs {
 		b.m.ncerts += len(sh)
