@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -368,12 +367,7 @@ func TestLambdaSpoofing(t *testing.T) {
 // recovers once NATS answers.
 func TestLambdaColdStartWithoutNATS(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "nats://" + ln.Addr().String()
-	ln.Close()
+	dead := "nats://" + freeAddr(t) // nothing listens there
 	h := host.NewLazy(host.Config{NATSURL: dead, Gateway: host.GatewayHTTP, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	got := invokeLambda(t, host.GatewayHTTP, h, lambdaReq{method: "GET", path: "/1.0"})
 	if got.Status != 503 || got.Auth != "" || !strings.Contains(got.Error, "cannot be reached") {
