@@ -45,6 +45,16 @@ func fold(tb testing.TB, recs []events.Record) *projections.Model {
 	return b.Model()
 }
 
+// foldBatched folds recs as the projector replays them: ApplyAll on
+// batches of 1024.
+func foldBatched(tb testing.TB, recs []events.Record) *projections.Model {
+	b := projections.NewBuilder(nil)
+	for i := 0; i < len(recs); i += 1024 {
+		b.ApplyAll(recs[i:min(i+1024, len(recs))], func(seq uint64, err error) { tb.Fatalf("event %d: %v", seq, err) })
+	}
+	return b.Model()
+}
+
 // BenchmarkLookup measures the hot-path trust-store lookup on a model of
 // 100k entries from concurrent readers.
 func BenchmarkLookup(b *testing.B) {
@@ -100,11 +110,7 @@ func BenchmarkReplay100k(b *testing.B) {
 					if mode == "one-by-one" {
 						m = fold(b, recs)
 					} else {
-						bl := projections.NewBuilder(nil)
-						for i := 0; i < len(recs); i += 1024 {
-							bl.ApplyAll(recs[i:min(i+1024, len(recs))], func(seq uint64, err error) { b.Fatal(err) })
-						}
-						m = bl.Model()
+						m = foldBatched(b, recs)
 					}
 					if m.NumCertificates() != n {
 						b.Fatalf("model holds %d certificates, want %d", m.NumCertificates(), n)

@@ -21,11 +21,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			recs, _ := trustedRecords(b, bc.n, bc.pem)
-			bl := projections.NewBuilder(nil)
-			for i := 0; i < len(recs); i += 1024 {
-				bl.ApplyAll(recs[i:min(i+1024, len(recs))], nil)
-			}
-			m := bl.Model()
+			m := foldBatched(b, recs)
 			recs = nil
 			raw, err := projections.EncodeSnapshot(m)
 			if err != nil {
