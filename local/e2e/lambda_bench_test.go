@@ -37,17 +37,7 @@ func lambdaBenchStack(b *testing.B, n int) (string, lambdaReq) {
 func BenchmarkLambdaColdStart(b *testing.B) {
 	url, req := lambdaBenchStack(b, 10_000)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cold := func(b *testing.B) {
-		for b.Loop() {
-			h := host.NewLazy(host.Config{NATSURL: url, Gateway: host.GatewayHTTP, Functions: []string{"certificates"}, Logger: log})
-			if got := invokeLambda(b, host.GatewayHTTP, h, req); got.Status != 200 {
-				b.Fatalf("first request: %+v", got)
-			}
-			b.StopTimer()
-			h.Close()
-			b.StartTimer()
-		}
-	}
+	cold := func(b *testing.B) { coldStarts(b, url, req) }
 	b.Run("replay", cold)
 	h, err := host.Start(context.Background(), host.Config{NATSURL: url, Gateway: host.GatewayHTTP, Logger: log})
 	if err != nil {
@@ -58,6 +48,23 @@ func BenchmarkLambdaColdStart(b *testing.B) {
 	}
 	h.Close()
 	b.Run("snapshot", cold)
+}
+
+// coldStarts runs b.N cold starts of a function's host against url: from
+// NewLazy until req, its first request, is answered 200. Closing the host
+// and collecting its garbage are not timed.
+func coldStarts(b *testing.B, url string, req lambdaReq) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for b.Loop() {
+		h := host.NewLazy(host.Config{NATSURL: url, Gateway: host.GatewayHTTP, Functions: []string{"certificates"}, Logger: log})
+		if got := invokeLambda(b, host.GatewayHTTP, h, req); got.Status != 200 {
+			b.Fatalf("first request: %+v", got)
+		}
+		b.StopTimer()
+		h.Close()
+		runtime.GC()
+		b.StartTimer()
+	}
 }
 
 // filledLambdaStack is trustlogd on a JetStream server reachable over TCP,
@@ -249,16 +256,7 @@ func BenchmarkLambdaColdStart1M(b *testing.B) {
 			seq, size, ncerts, ntokens := m.Seq(), len(raw), m.NumCertificates(), len(m.Tokens())
 			m, raw = nil, nil
 			runtime.GC()
-			for b.Loop() {
-				h := host.NewLazy(host.Config{NATSURL: url, Gateway: host.GatewayHTTP, Functions: []string{"certificates"}, Logger: log})
-				if got := invokeLambda(b, host.GatewayHTTP, h, req); got.Status != 200 {
-					b.Fatalf("first request: %+v", got)
-				}
-				b.StopTimer()
-				h.Close()
-				runtime.GC()
-				b.StartTimer()
-			}
+			coldStarts(b, url, req)
 			b.ReportMetric(float64(seq), "events")
 			b.ReportMetric(float64(ncerts), "certs")
 			b.ReportMetric(float64(ntokens), "tokens")
