@@ -133,13 +133,29 @@ func WithPeerCertificates(ctx context.Context, chain []*x509.Certificate) contex
 
 // WithIdentity returns ctx carrying id.
 func WithIdentity(ctx context.Context, id Identity) context.Context {
-	return context.WithValue(ctx, identityKey, id)
+	return &identityCtx{Context: ctx, id: id}
+}
+
+// identityCtx carries an identity in one allocation (context.WithValue
+// would box the Identity and then wrap it: two, on every request).
+type identityCtx struct {
+	context.Context
+	id Identity
+}
+
+func (c *identityCtx) Value(key any) any {
+	if key == identityKey {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // FromContext returns the identity stored by WithIdentity, or an untrusted one.
 func FromContext(ctx context.Context) Identity {
-	id, _ := ctx.Value(identityKey).(Identity)
-	return id
+	if c, ok := ctx.Value(identityKey).(*identityCtx); ok {
+		return c.id
+	}
+	return Identity{}
 }
 
 // ReadModel is the view of the trust store authn needs.

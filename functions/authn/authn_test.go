@@ -406,4 +406,24 @@ func TestIdentity(t *testing.T) {
 	if got := authn.FromContext(context.Background()); got.Trusted || got.Admin() {
 		t.Errorf("FromContext of a bare context = %+v, want untrusted", got)
 	}
+
+	// The identity's context passes the rest through: the values below
+	// it, cancellation, and a newer identity above it wins.
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "below"))
+	ctx := authn.WithIdentity(parent, authn.Identity{Name: "first"})
+	if v, _ := ctx.Value(key{}).(string); v != "below" {
+		t.Errorf("a value below the identity reads %q", v)
+	}
+	child, stop := context.WithCancel(authn.WithIdentity(ctx, authn.Identity{Name: "second"}))
+	defer stop()
+	if got := authn.FromContext(child).Name; got != "second" {
+		t.Errorf("the newer identity reads %q", got)
+	}
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelling below the identity does not reach a context derived from it")
+	}
 }

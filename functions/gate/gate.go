@@ -69,7 +69,7 @@ type Config struct {
 	// contact with the event stream for too long: authenticated requests
 	// (other than on the unix socket) then fail closed with it, since a
 	// stale trust store could miss a revocation.
-	Staleness func() error
+	Staleness func(now time.Time) error
 	// Denials, if set, is told about every refused request after it is
 	// answered, to record attempts worth auditing.
 	Denials Denials
@@ -129,8 +129,8 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 	a, obs, route := cfg.Authenticator, cfg.Observer, rt.Method+" "+rt.Path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var id authn.Identity
+		start := cfg.Now()
 		if obs != nil || cfg.Denials != nil {
-			start := cfg.Now()
 			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			w = sw
 			defer func() {
@@ -172,7 +172,7 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 			id = recorded
 		}
 		if id.Trusted && id.Method != authn.MethodUnix && cfg.Staleness != nil {
-			if err := cfg.Staleness(); err != nil {
+			if err := cfg.Staleness(start); err != nil {
 				response.Fail(w, r, log, err)
 				return
 			}

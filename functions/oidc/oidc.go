@@ -266,13 +266,12 @@ func (v *Verifier) discover(issuerURL string, st *issuer) {
 // the provider is unreachable). It waits at most readyWait for a discovery
 // in flight; after a failure it answers at once until the backoff ends.
 func (v *Verifier) Ready(ctx context.Context, m *projections.Model) bool {
-	s := SettingsOf(m)
-	if !s.Enabled() {
+	if !v.Enabled(m) { // two lookups: GET /1.0 asks on every call
 		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	p, _ := v.provider(ctx, s.Issuer)
+	p, _ := v.provider(ctx, m.ConfigValue(KeyIssuer))
 	return p != nil
 }
 

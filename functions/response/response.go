@@ -63,7 +63,7 @@ func SyncETag(w http.ResponseWriter, metadata, etagOf any) {
 // Reply is a reply encoded once, to be written any number of times.
 type Reply struct {
 	status int
-	etag   string
+	etag   []string // the ETag header's value, nil for none
 	body   []byte
 }
 
@@ -75,20 +75,28 @@ func SyncReply(metadata, etagOf any) Reply {
 		return rp
 	}
 	if tag, err := ETag(etagOf); err == nil {
-		rp.etag = `"` + tag + `"`
+		rp.etag = []string{`"` + tag + `"`}
 	}
 	return rp
 }
 
 // Write writes the reply.
 func (rp Reply) Write(w http.ResponseWriter) {
-	if rp.etag != "" {
-		w.Header().Set("ETag", rp.etag)
+	// The header values are set as prepared one-element slices (their
+	// capacity is their length, so an Add elsewhere copies rather than
+	// writes into them), which saves canonicalising the keys and
+	// allocating the values on every request.
+	h := w.Header()
+	if rp.etag != nil {
+		h["Etag"] = rp.etag
 	}
-	w.Header().Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonContentType
 	w.WriteHeader(rp.status)
 	_, _ = w.Write(rp.body)
 }
+
+// jsonContentType is the Content-Type header value of every reply.
+var jsonContentType = []string{"application/json"}
 
 // EmptySync writes a 200 sync reply with metadata {}.
 func EmptySync(w http.ResponseWriter) { Sync(w, struct{}{}) }

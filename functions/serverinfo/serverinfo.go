@@ -202,7 +202,10 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	if id.Trusted {
 		// Only a trusted caller sees the environment.
 		certPEM, key.fingerprint = h.host.Certificate()
-		key.server, key.proj, addresses = h.host.ServerName(), r.URL.Query().Get("project"), nonNil(h.host.Addresses())
+		key.server, addresses = h.host.ServerName(), nonNil(h.host.Addresses())
+		if r.URL.RawQuery != "" { // parsing an empty query still allocates
+			key.proj = r.URL.Query().Get("project")
+		}
 	}
 	if rp, ok := h.replies.get(key, addresses); ok {
 		rp.Write(w)

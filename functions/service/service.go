@@ -208,9 +208,9 @@ func New(cfg Config) (*Service, error) {
 		live, _ := cfg.Model.(watch.Model)
 		routes = append(routes, watch.New(cfg.Feed, live, auth, cfg.Now, cfg.Logger).Routes()...)
 	}
-	var staleness func() error
+	var staleness func(time.Time) error
 	if lc, ok := cfg.Model.(interface{ LastContact() time.Time }); ok {
-		staleness = func() error { return gate.Stale(cfg.Model.Snapshot(), lc.LastContact(), time.Now()) }
+		staleness = func(now time.Time) error { return gate.Stale(cfg.Model.Snapshot(), lc.LastContact(), now) }
 	}
 	return &Service{
 		handler: gate.New(gate.Config{

@@ -723,7 +723,11 @@ func get10InProcess(b *testing.B, fx *get10Fixture, url string) {
 // metrics observer and the route's handler.
 func get10Serve(b *testing.B, fx *get10Fixture, path string) {
 	h := fx.d.Handler()
+	// The connection's memo, as trustlogd's listener gives every
+	// connection: requests after the first on a keep-alive connection
+	// find the peer certificate's fingerprint there.
 	r := fx.peerRequest(path)
+	r = r.WithContext(authn.WithConnMemo(r.Context()))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
 	if rec.Code != http.StatusOK {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -149,6 +150,7 @@ type Daemon struct {
 	wg                 sync.WaitGroup
 
 	hostname string
+	addrs    atomic.Pointer[addrCache]
 
 	mu     sync.Mutex
 	https  *httpsServer
@@ -517,8 +519,38 @@ func (d *Daemon) Certificate() (string, string) {
 
 // Addresses implements serverinfo.Host: the bound HTTPS address, or every
 // global unicast address of the machine when bound to a wildcard address.
+// The list is shared: callers must not modify it. It is worked out again
+// when the listener moves and, for a wildcard address (whose answer comes
+// from the machine's interfaces), at most every addressesTTL, not on every
+// GET /1.0.
 func (d *Daemon) Addresses() []string {
-	return listenAddresses(d.HTTPSAddr())
+	bound := d.HTTPSAddr()
+	c := d.addrs.Load()
+	if c != nil && c.bound == bound && c.fixed {
+		return c.list
+	}
+	now := time.Now()
+	if c != nil && c.bound == bound && now.Sub(c.at) < addressesTTL {
+		return c.list
+	}
+	c = &addrCache{bound: bound, at: now, list: listenAddresses(bound)}
+	host, _, _ := net.SplitHostPort(bound)
+	ip := net.ParseIP(host)
+	c.fixed = host != "" && (ip == nil || !ip.IsUnspecified())
+	d.addrs.Store(c)
+	return c.list
+}
+
+// addressesTTL bounds how long the interface addresses of a wildcard
+// listener are remembered.
+const addressesTTL = 10 * time.Second
+
+// addrCache is Addresses' last answer.
+type addrCache struct {
+	bound string
+	at    time.Time
+	fixed bool // bound to one address: the answer never changes
+	list  []string
 }
 
 // ServerName implements serverinfo.Host: the host name, read at start.
