@@ -244,10 +244,19 @@ func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn 
 	if contact == nil {
 		contact = func(time.Time) {}
 	}
+	next := max(from, 1) // the next sequence expected
+	// A long backlog is pulled in bulk first (see catchUp). If that stops
+	// early, for whatever reason, the ordered consumer below carries on
+	// from the last event it delivered; a stream that cannot be reached
+	// fails there.
+	next, _ = s.catchUp(ctx, next, idle, fn, contact)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	occ := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if from > 1 {
+	if next > 1 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		occ.OptStartSeq = from
+		occ.OptStartSeq = next
 	}
 	oc, err := s.js.OrderedConsumer(ctx, s.stream, occ)
 	if err != nil {
@@ -262,7 +271,6 @@ func (s *Store) Follow(ctx context.Context, from uint64, idle time.Duration, fn 
 	// cancelling ctx ends Follow at once rather than after the idle wait.
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	next := max(from, 1) // the next sequence expected
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
