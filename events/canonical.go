@@ -19,13 +19,13 @@ import (
 func decodeCanonical(raw []byte) (env Envelope, p Payload, ok bool) {
 	c := &cursor{b: raw, ok: true}
 	env = Envelope{
-		SpecVersion:     c.strAt(`{"specversion":`),
+		SpecVersion:     c.knownAt(`{"specversion":`),
 		ID:              c.strAt(`,"id":`),
 		Source:          c.strAt(`,"source":`),
-		Type:            c.strAt(`,"type":`),
+		Type:            c.knownAt(`,"type":`),
 		Subject:         c.optStr(`,"subject":`),
 		Time:            c.timeAt(`,"time":`),
-		DataContentType: c.strAt(`,"datacontenttype":`),
+		DataContentType: c.knownAt(`,"datacontenttype":`),
 	}
 	c.lit(`,"data":`)
 	mk, known := registry[env.Type]
@@ -46,7 +46,7 @@ func decodeCanonical(raw []byte) (env Envelope, p Payload, ok bool) {
 		c.i = end
 	}
 	env.ActorName = c.optStr(`,"actorname":`)
-	env.ActorMethod = c.optStr(`,"actormethod":`)
+	env.ActorMethod = c.optKnown(`,"actormethod":`)
 	env.ActorAddress = c.optStr(`,"actoraddress":`)
 	env.PrevHash = c.strAt(`,"prevhash":`)
 	c.lit(`}`)
@@ -63,7 +63,7 @@ var canonicalPayloads = map[string]func(*cursor) Payload{
 		p := &CertificateTrusted{
 			Fingerprint: c.strAt(`{"fingerprint":`),
 			Name:        c.strAt(`,"name":`),
-			Type:        c.strAt(`,"type":`),
+			Type:        c.knownAt(`,"type":`),
 			Restricted:  c.boolAt(`,"restricted":`),
 			Projects:    c.strsAt(`,"projects":`),
 			Description: c.strAt(`,"description":`),
@@ -81,7 +81,7 @@ var canonicalPayloads = map[string]func(*cursor) Payload{
 		p := &TokenIssued{
 			ID:           c.strAt(`{"id":`),
 			Name:         c.strAt(`,"name":`),
-			Type:         c.strAt(`,"type":`),
+			Type:         c.knownAt(`,"type":`),
 			Restricted:   c.boolAt(`,"restricted":`),
 			Projects:     c.strsAt(`,"projects":`),
 			Description:  c.strAt(`,"description":`),
@@ -148,6 +148,49 @@ func (c *cursor) optStr(key string) string {
 	}
 	return ""
 }
+
+func (c *cursor) knownAt(key string) string { c.lit(key); return c.known() }
+
+func (c *cursor) optKnown(key string) string {
+	if c.opt(key) {
+		return c.known()
+	}
+	return ""
+}
+
+// known reads a string as str does, returning the shared copy when it is
+// one of the few values most events carry (spec version, event types,
+// content type, certificate types, actor methods): a replay then does not
+// allocate them once per event.
+func (c *cursor) known() string {
+	start := c.i
+	if !c.ok || start >= len(c.b) || c.b[start] != '"' {
+		c.ok = false
+		return ""
+	}
+	if end := bytes.IndexByte(c.b[start+1:], '"'); end >= 0 {
+		if v, ok := knownStrings[string(c.b[start+1:start+1+end])]; ok {
+			c.i = start + end + 2
+			return v
+		}
+	}
+	return c.str()
+}
+
+// knownStrings are the values known shares. None holds a backslash, so a
+// match up to the first quote is the whole string.
+var knownStrings = func() map[string]string {
+	m := map[string]string{}
+	for _, v := range []string{SpecVersion, "application/json",
+		CertificateTypeClient, CertificateTypeServer, CertificateTypeMetrics,
+		"system", "tls", "unix", "cluster", "pki", "oidc", "untrusted"} {
+		m[v] = v
+	}
+	for t := range registry {
+		m[t] = t
+	}
+	return m
+}()
 
 // str reads a string of printable ASCII whose escapes are among \" \\ \/
 // \b \f \n \r \t. Anything else (other bytes, \u escapes) fails, so that
