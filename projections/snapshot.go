@@ -3,19 +3,36 @@ package projections
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/gob"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"time"
+
+	"github.com/trustlog/trustlog/events"
 )
 
 // SnapshotVersion is the format version of EncodeSnapshot. A snapshot of
 // another version is refused (and the stream replayed from the start).
-const SnapshotVersion = 2
+const SnapshotVersion = 3
+
+// A snapshot is snapshotMagic, then the gob encoding of a snapshot struct
+// without its certificates (uvarint length first), then the certificates
+// in a binary form that decodes on every processor with a handful of
+// allocations per chunk instead of several per certificate:
+//
+//	chunks    uvarint count, then per chunk: uvarint length, chunk bytes
+//	chunk     uvarint count, then per certificate:
+//	          fingerprint (32 raw bytes), name, type, flags (1 byte:
+//	          1 = restricted), uvarint count of projects and each project,
+//	          description, PEM
+//	string    uvarint length, bytes
+var snapshotMagic = []byte("trustlog-snapshot\x00\x03")
 
 // ErrSnapshotVersion reports a snapshot written by another format version.
 var ErrSnapshotVersion = errors.New("projections: snapshot of an unknown format version")
@@ -29,7 +46,7 @@ type snapshot struct {
 	Hash       string
 	Broken     uint64
 	Skipped    uint64
-	Certs      [][]snapCert // in chunks of certChunk: gob allocates each chunk once
+	Certs      [][]snapCert // Digest's form of the certificates; EncodeSnapshot writes them apart
 	Config     map[string]string
 	Tokens     []Token
 	CA         *snapCA
@@ -71,31 +88,71 @@ type snapIdentity struct {
 	CreatedAt, GrantedAt                          time.Time
 }
 
-// EncodeSnapshot serialises m (gob): a cold start decodes it and replays
-// only the events after m.Seq(), instead of the whole stream.
+// EncodeSnapshot serialises m: a cold start decodes it and replays only
+// the events after m.Seq(), instead of the whole stream. The certificates
+// are written shard by shard, each shard in key order, so that a model is
+// always written the same way.
 func EncodeSnapshot(m *Model) ([]byte, error) {
 	s := snapshotOf(m)
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
+	var g bytes.Buffer
+	if err := gob.NewEncoder(&g).Encode(&s); err != nil {
 		return nil, fmt.Errorf("projections: encode snapshot: %w", err)
 	}
-	return buf.Bytes(), nil
+	out := make([]byte, 0, len(snapshotMagic)+binary.MaxVarintLen64+g.Len()+m.ncerts*64)
+	out = append(out, snapshotMagic...)
+	out = binary.AppendUvarint(out, uint64(g.Len()))
+	out = append(out, g.Bytes()...)
+	out = binary.AppendUvarint(out, uint64((m.ncerts+certChunk-1)/certChunk))
+	var chunk []byte
+	n := 0 // certificates in chunk
+	flush := func() {
+		head := binary.AppendUvarint(nil, uint64(n))
+		out = binary.AppendUvarint(out, uint64(len(head)+len(chunk)))
+		out = append(append(out, head...), chunk...)
+		chunk, n = chunk[:0], 0
+	}
+	var keys [][32]byte
+	for _, shard := range m.certs {
+		keys = slices.AppendSeq(keys[:0], maps.Keys(shard))
+		slices.SortFunc(keys, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+		for _, sum := range keys {
+			c := shard[sum]
+			chunk = append(chunk, sum[:]...)
+			chunk = appendStr(chunk, c.Name)
+			chunk = appendStr(chunk, c.Type)
+			var flags byte
+			if c.Restricted {
+				flags = 1
+			}
+			chunk = append(chunk, flags)
+			chunk = binary.AppendUvarint(chunk, uint64(len(c.Projects)))
+			for _, p := range c.Projects {
+				chunk = appendStr(chunk, p)
+			}
+			chunk = appendStr(chunk, c.Description)
+			chunk = appendStr(chunk, c.PEM)
+			if n++; n == certChunk {
+				flush()
+			}
+		}
+	}
+	if n > 0 {
+		flush()
+	}
+	return out, nil
 }
 
-// snapshotOf collects what m holds, in a stable order (identities by
-// method and name, certificates by name, tokens by issue time).
+func appendStr(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// snapshotOf collects what m holds but its certificates (which
+// EncodeSnapshot writes its own way, and Digest adds), in a stable order
+// (identities by method and name, tokens by issue time).
 func snapshotOf(m *Model) snapshot {
 	s := snapshot{
 		Version: SnapshotVersion, Seq: m.seq, Hash: m.hash, Broken: m.broken, Skipped: m.skipped,
-		Config: m.config, Certs: make([][]snapCert, 0, m.ncerts/certChunk+1),
-		Challenges: m.challenges, ServerCert: m.serverCert, Renewal: m.renewal,
-	}
-	for _, c := range m.Certificates() {
-		if n := len(s.Certs); n == 0 || len(s.Certs[n-1]) == certChunk {
-			s.Certs = append(s.Certs, make([]snapCert, 0, min(certChunk, m.ncerts-certChunk*n)))
-		}
-		last := &s.Certs[len(s.Certs)-1]
-		*last = append(*last, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
+		Config: m.config, Challenges: m.challenges, ServerCert: m.serverCert, Renewal: m.renewal,
 	}
 	for _, t := range m.Tokens() {
 		s.Tokens = append(s.Tokens, *t)
@@ -116,8 +173,21 @@ func snapshotOf(m *Model) snapshot {
 
 // DecodeSnapshot rebuilds the Model EncodeSnapshot serialised.
 func DecodeSnapshot(raw []byte) (*Model, error) {
+	rest, ok := bytes.CutPrefix(raw, snapshotMagic)
+	if !ok {
+		return nil, fmt.Errorf("%w: want format %d", ErrSnapshotVersion, SnapshotVersion)
+	}
+	r := &reader{b: rest}
+	gobPart := r.bytes()
+	var chunks [][]byte
+	for range r.count(1) {
+		chunks = append(chunks, r.bytes())
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, errors.New("projections: decode snapshot: truncated or trailing bytes")
+	}
 	var s snapshot
-	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&s); err != nil {
+	if err := gob.NewDecoder(bytes.NewReader(gobPart)).Decode(&s); err != nil {
 		return nil, fmt.Errorf("projections: decode snapshot: %w", err)
 	}
 	if s.Version != SnapshotVersion {
@@ -128,7 +198,7 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 	for k, v := range s.Config {
 		b.config()[k] = v
 	}
-	if err := b.putCerts(s.Certs); err != nil {
+	if err := b.putCerts(chunks); err != nil {
 		return nil, err
 	}
 	for i := range s.Tokens {
@@ -171,54 +241,57 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 	return b.Model(), nil
 }
 
+// certEntry is a decoded trust-store entry and its key.
+type certEntry struct {
+	sum [32]byte
+	c   *Certificate
+}
+
 // putCerts fills the trust store from a snapshot's certificate chunks:
-// the entries are made on every processor, then each shard map is made at
-// its final size and filled by one of them.
-func (b *Builder) putCerts(chunks [][]snapCert) error {
-	type entry struct {
-		sum [32]byte
-		c   *Certificate
-	}
-	made := make([][]entry, len(chunks))
+// the chunks are decoded on every processor, then each shard map is made
+// at its final size and filled by one of them.
+func (b *Builder) putCerts(chunks [][]byte) error {
+	made := make([][]certEntry, len(chunks))
 	errs := make([]error, len(chunks))
-	spread(len(chunks), func(i int) {
-		out := make([]entry, len(chunks[i]))
-		for j, c := range chunks[i] {
-			sum, ok := ParseFingerprint(c.Fingerprint)
-			if !ok {
-				errs[i] = fmt.Errorf("projections: snapshot: bad fingerprint %q", c.Fingerprint)
-				return
-			}
-			out[j] = entry{sum, &Certificate{
-				Fingerprint: c.Fingerprint, Name: c.Name, Type: c.Type, Restricted: c.Restricted,
-				Projects: nonNil(c.Projects), Description: c.Description, PEM: c.PEM, parsed: newLazyCert(c.PEM),
-			}}
-		}
-		made[i] = out
-	})()
+	spread(len(chunks), func(i int) { made[i], errs[i] = decodeCertChunk(chunks[i]) })()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	var sizes [256]int
+	// The entries are put in shard order first (a counting sort), so that
+	// each filler then fills one shard's map after another: the map being
+	// filled stays in cache, where filling all of them at random would
+	// miss it on nearly every insert.
+	var start [257]int
 	for _, chunk := range made {
 		for _, e := range chunk {
-			sizes[e.sum[0]]++
+			start[int(e.sum[0])+1]++
 		}
 	}
-	for i := range b.m.certs {
-		if sizes[i] > 0 {
-			b.m.certs[i], b.certsOwned[i] = make(map[[32]byte]*Certificate, sizes[i]), true
+	for i := range 256 {
+		start[i+1] += start[i]
+	}
+	byShard := make([]certEntry, start[256])
+	next := start
+	for _, chunk := range made {
+		for _, e := range chunk {
+			byShard[next[e.sum[0]]] = e
+			next[e.sum[0]]++
 		}
 	}
+	made = nil
 	// Filler w of n fills the shards i with i % n == w.
 	n := runtime.GOMAXPROCS(0)
 	spread(n, func(w int) {
-		for _, chunk := range made {
-			for _, e := range chunk {
-				if int(e.sum[0])%n == w {
-					b.m.certs[e.sum[0]][e.sum] = e.c
-				}
+		for i := w; i < 256; i += n {
+			es := byShard[start[i]:start[i+1]]
+			if len(es) == 0 {
+				continue
 			}
+			m := make(map[[32]byte]*Certificate, len(es))
+			for _, e := range es {
+				m[e.sum] = e.c
+			}
+			b.m.certs[i], b.certsOwned[i] = m, true
 		}
 	})()
 	b.m.ncerts = 0
@@ -226,6 +299,118 @@ func (b *Builder) putCerts(chunks [][]snapCert) error {
 		b.m.ncerts += len(sh)
 	}
 	return nil
+}
+
+// decodeCertChunk decodes one chunk of certificates. Their strings are
+// pieces of two strings made for the whole chunk (its bytes, and its
+// fingerprints in hex), and the entries are elements of two arrays: a
+// chunk costs a few allocations, not several per certificate. The price is
+// that a chunk's memory is freed once all of its certificates are gone,
+// which bounds what a removal can leave behind to the snapshot's size.
+func decodeCertChunk(chunk []byte) ([]certEntry, error) {
+	all := string(chunk)
+	r := &reader{b: chunk, s: all}
+	// A certificate takes at least 38 bytes (its fingerprint, then six
+	// one-byte lengths or flags).
+	n := r.count(38)
+	sums := make([][32]byte, n)
+	hexes := make([]byte, 64*n)
+	certs := make([]Certificate, n)
+	var lazies []lazyCert
+	for j := range certs {
+		copy(sums[j][:], r.raw(32))
+		hex.Encode(hexes[64*j:], sums[j][:])
+		c := &certs[j]
+		c.Name, c.Type = r.str(), knownType(r.str())
+		flags := r.raw(1)
+		c.Restricted = len(flags) == 1 && flags[0]&1 != 0
+		c.Projects = make([]string, r.count(1))
+		for k := range c.Projects {
+			c.Projects[k] = r.str()
+		}
+		c.Description, c.PEM = r.str(), r.str()
+		if c.PEM != "" {
+			if lazies == nil {
+				lazies = make([]lazyCert, n)
+			}
+			lazies[j].pem = c.PEM
+			c.parsed = &lazies[j]
+		}
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, errors.New("projections: decode snapshot: a certificate chunk is truncated or too long")
+	}
+	fps := string(hexes)
+	out := make([]certEntry, n)
+	for j := range certs {
+		certs[j].Fingerprint = fps[64*j : 64*j+64]
+		out[j] = certEntry{sums[j], &certs[j]}
+	}
+	return out, nil
+}
+
+// knownType returns the shared copy of a certificate type.
+func knownType(t string) string {
+	for _, k := range []string{events.CertificateTypeClient, events.CertificateTypeServer, events.CertificateTypeMetrics} {
+		if t == k {
+			return k
+		}
+	}
+	return t
+}
+
+// reader reads the snapshot's binary parts. Strings are cut from s (b's
+// bytes as a string) when it is set. After the first error every read
+// returns a zero value.
+type reader struct {
+	b   []byte
+	s   string
+	off int // where b starts in s
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.err = errors.New("bad varint")
+		return 0
+	}
+	r.b, r.off = r.b[k:], r.off+k
+	return v
+}
+
+// count reads a count of items that take at least least bytes each.
+func (r *reader) count(least int) int {
+	v := r.uvarint()
+	if v > uint64(len(r.b)/least) {
+		r.err = errors.New("count larger than the data")
+		return 0
+	}
+	return int(v)
+}
+
+func (r *reader) raw(n int) []byte {
+	if r.err != nil || n > len(r.b) {
+		r.err = errors.New("truncated")
+		return nil
+	}
+	v := r.b[:n]
+	r.b, r.off = r.b[n:], r.off+n
+	return v
+}
+
+func (r *reader) bytes() []byte { return r.raw(r.count(1)) }
+
+func (r *reader) str() string {
+	n := r.count(1)
+	start := r.off
+	if v := r.raw(n); v == nil || r.s == "" {
+		return string(v)
+	}
+	return r.s[start : start+n]
 }
 
 func crlOut(c *CRL) *snapCRL {
@@ -259,6 +444,14 @@ func crlIn(s *snapCRL) *CRL {
 // a full replay by it.
 func Digest(m *Model) string {
 	s := snapshotOf(m)
+	s.Certs = make([][]snapCert, 0, m.ncerts/certChunk+1)
+	for _, c := range m.Certificates() { // by name
+		if n := len(s.Certs); n == 0 || len(s.Certs[n-1]) == certChunk {
+			s.Certs = append(s.Certs, make([]snapCert, 0, min(certChunk, m.ncerts-certChunk*n)))
+		}
+		last := &s.Certs[len(s.Certs)-1]
+		*last = append(*last, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
+	}
 	// Canonical form: revoked serials sorted, every time in UTC (JSON
 	// writes maps in key order).
 	for _, c := range []*snapCRL{s.CRL, s.CRLPending} {
