@@ -1,6 +1,7 @@
 package projections_test
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
 	"slices"
@@ -173,5 +174,29 @@ func TestSnapshotManyCertificates(t *testing.T) {
 		if c, ok := got.Certificate(sum); !ok || c.Name != fmt.Sprintf("client-%d", i) {
 			t.Fatalf("certificate %d: %v, %v", i, c, ok)
 		}
+	}
+}
+
+// TestSnapshotDamaged: a snapshot cut short anywhere, or one written in
+// another format, is refused with an error (the caller then replays the
+// stream), never a panic or a partial model.
+func TestSnapshotDamaged(t *testing.T) {
+	t.Parallel()
+	recs, _ := trustedRecords(t, 5000, newCert(t, "damaged").PEM)
+	raw, err := projections.EncodeSnapshot(fold(t, recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cut := 0; cut < len(raw); cut += 1 + len(raw)/500 {
+		if m, err := projections.DecodeSnapshot(raw[:cut]); err == nil {
+			t.Fatalf("a snapshot cut at %d of %d bytes decoded (%d certificates)", cut, len(raw), m.NumCertificates())
+		}
+	}
+	if _, err := projections.DecodeSnapshot(append(slices.Clip(raw), 0)); err == nil {
+		t.Error("a snapshot with a trailing byte decoded")
+	}
+	// Format 2 was a bare gob stream.
+	if _, err := projections.DecodeSnapshot([]byte{0x3f, 0xff, 0x81, 0x03, 0x01}); !errors.Is(err, projections.ErrSnapshotVersion) {
+		t.Errorf("an older snapshot: %v, want ErrSnapshotVersion", err)
 	}
 }
