@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/events/natsstore"
 	"github.com/trustlog/trustlog/events/natsstore/natstest"
@@ -16,8 +19,8 @@ import (
 )
 
 // BenchmarkProjectorReplay measures a replay end to end: a new Projector
-// over an embedded JetStream stream (file storage, in process) of 100,000
-// stored events, from its first Run until Sync returns. "tokens" is token
+// over an embedded JetStream stream (file storage, in this process) of
+// 100,000 stored events, reached in process or over TCP loopback, from its first Run until Sync returns. "tokens" is token
 // churn (TokenIssued and TokenRedeemed pairs, ≈ 0.6 KB per event);
 // "certificates" is CertificateTrusted events carrying a P-384
 // certificate's PEM (≈ 1.4 KB per event).
@@ -44,17 +47,43 @@ func BenchmarkProjectorReplay(b *testing.B) {
 				Type: events.CertificateTypeClient, Projects: []string{}, Certificate: pemText}
 		}},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			st, _ := natstest.OpenStore(b)
-			bytes := fillStore(b, st, n, bc.make)
-			b.SetBytes(bytes)
-			b.ReportAllocs()
-			for b.Loop() {
-				replayOnce(b, st, n)
-			}
-			b.ReportMetric(float64(b.N)*n/b.Elapsed().Seconds(), "events/s")
-		})
+		st, srv := natstest.OpenStore(b)
+		bytes := fillStore(b, st, n, bc.make)
+		// in-process: the client connection of trustlogd to its embedded
+		// server (nats.InProcessServer); tcp: over loopback, as a Lambda
+		// or an instance of a cluster reaches NATS.
+		tcp := tcpStore(b, srv)
+		for _, via := range []struct {
+			name string
+			st   *natsstore.Store
+		}{{"in-process", st}, {"tcp", tcp}} {
+			b.Run(bc.name+"/"+via.name, func(b *testing.B) {
+				b.SetBytes(bytes)
+				b.ReportAllocs()
+				for b.Loop() {
+					replayOnce(b, via.st, n)
+				}
+				b.ReportMetric(float64(b.N)*n/b.Elapsed().Seconds(), "events/s")
+			})
+		}
 	}
+}
+
+// tcpStore opens the store of srv over a TCP connection.
+func tcpStore(b *testing.B, srv *server.Server) *natsstore.Store {
+	b.Helper()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := natsstore.Open(ctx, nc, natsstore.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
 }
 
 // fillStore appends n events made by mk in atomic batches and returns the
