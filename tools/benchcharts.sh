@@ -9,7 +9,7 @@ chart() { (cd tools && go run ./benchchart -in "$in" "$@"); }
 chart -match '^SideBySide/.*/keepalive/' -metric req/s -title 'Keep-alive GET /1.0 over mTLS: trustlogd vs a bare Go server (requests/s)' -out "$img/report-keepalive.svg"
 chart -match '^SideBySide/.*/keepalive/' -metric p99-µs -title 'Keep-alive GET /1.0: p99 latency at 64 clients' -out "$img/report-keepalive-p99.svg"
 chart -match '^SideBySide/.*/handshake/' -metric req/s -title 'New connection + full TLS 1.3 handshake per request (handshakes/s)' -out "$img/report-handshake.svg"
-chart -match '^(Replay100k/.*/batched|ProjectorReplay/)' -metric events/s -title 'Replay rate (events/s)' -out "$img/report-replay.svg"
+chart -match '^(Replay100k/.*/batched|ProjectorReplay/|Follow/)' -metric events/s -title 'Replay rate (events/s); Follow: the transport alone' -out "$img/report-replay.svg"
 chart -match '^Propagation/' -metric p99-µs -title 'Removal on A until B and C refuse: p99' -out "$img/report-propagation.svg"
 chart -match '^LambdaColdStart1M/' -metric sec/op -title 'Lambda cold start from the snapshot, 1M events' -out "$img/report-coldstart.svg"
 chart -match '^MemoryPerCertificate/' -metric B/cert -title 'Read-model memory per trusted certificate' -out "$img/report-memory.svg"
