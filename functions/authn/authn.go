@@ -133,14 +133,20 @@ func WithPeerCertificates(ctx context.Context, chain []*x509.Certificate) contex
 
 // WithIdentity returns ctx carrying id.
 func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return WithIdentityOf(ctx, &id)
+}
+
+// WithIdentityOf returns ctx carrying *id, which must not change
+// afterwards (an identity from Identify, say).
+func WithIdentityOf(ctx context.Context, id *Identity) context.Context {
 	return &identityCtx{Context: ctx, id: id}
 }
 
-// identityCtx carries an identity in one allocation (context.WithValue
-// would box the Identity and then wrap it: two, on every request).
+// identityCtx carries an identity by reference in one small allocation:
+// the gate does this on every request.
 type identityCtx struct {
 	context.Context
-	id Identity
+	id *Identity
 }
 
 func (c *identityCtx) Value(key any) any {
@@ -153,7 +159,7 @@ func (c *identityCtx) Value(key any) any {
 // FromContext returns the identity stored by WithIdentity, or an untrusted one.
 func FromContext(ctx context.Context) Identity {
 	if c, ok := ctx.Value(identityKey).(*identityCtx); ok {
-		return c.id
+		return *c.id
 	}
 	return Identity{}
 }
@@ -240,7 +246,35 @@ func PeerCertificates(r *http.Request) []*x509.Certificate {
 // Only the leaf certificate is matched against the trust store. The TLS
 // handshake proves possession of the leaf's key alone, so a trusted
 // certificate sent as an intermediate proves nothing.
-func (a *Authenticator) Authenticate(r *http.Request) Identity {
+func (a *Authenticator) Authenticate(r *http.Request) Identity { return a.authenticate(r) }
+
+// Identify is Authenticate returning the identity by reference, which may
+// be shared: it must not be modified. On a keep-alive connection whose
+// peer certificate is trusted, the requests made under one read model get
+// the same Identity, worked out by the first (outside PKI mode, where the
+// answer also depends on the CRL's age). The gate hands it on without
+// copying it for every request.
+func (a *Authenticator) Identify(r *http.Request) *Identity {
+	if _, local := r.Context().Value(localUserKey).(string); !local {
+		if memo := connMemoOf(r.Context()); memo != nil {
+			if chain := PeerCertificates(r); len(chain) > 0 {
+				if c := memo.ident.Load(); c != nil && c.holds(a.model.Snapshot(), a.now(), chain[0], r.RemoteAddr) {
+					return &c.id
+				}
+			}
+		}
+	}
+	id := a.authenticate(r)
+	return &id
+}
+
+// holds reports whether the remembered identity still answers for leaf,
+// seen from remote, under m at now.
+func (c *memoIdentity) holds(m *projections.Model, now time.Time, leaf *x509.Certificate, remote string) bool {
+	return c.model == m && c.leaf == leaf && c.remote == remote && !now.Before(leaf.NotBefore) && !now.After(leaf.NotAfter)
+}
+
+func (a *Authenticator) authenticate(r *http.Request) Identity {
 	id := Identity{Address: remoteHost(r.RemoteAddr)}
 	if user, ok := r.Context().Value(localUserKey).(string); ok {
 		id.Trusted, id.Method, id.Name = true, MethodUnix, user
@@ -257,6 +291,9 @@ func (a *Authenticator) Authenticate(r *http.Request) Identity {
 		id.PeerCertificate = leaf
 		id.Fingerprint = fp
 		if t := a.trustCert(m, id, leaf, sum, now); t.Trusted {
+			if memo := connMemoOf(r.Context()); memo != nil && m.CA() == nil {
+				memo.ident.Store(&memoIdentity{model: m, leaf: leaf, remote: r.RemoteAddr, id: t})
+			}
 			return t
 		}
 	}

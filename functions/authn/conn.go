@@ -15,7 +15,27 @@ type connKey struct{}
 // peer presented: the requests of a keep-alive connection need not hash it
 // again. HTTP/2 serves a connection's requests concurrently, hence the
 // atomic pointer.
-type connMemo struct{ last atomic.Pointer[leafPrint] }
+//
+// It also remembers the identity Identify gave the peer under the last
+// read model it saw.
+type connMemo struct {
+	last  atomic.Pointer[leafPrint]
+	ident atomic.Pointer[memoIdentity]
+}
+
+// memoIdentity is the identity a trusted peer certificate was given under
+// one read model, for requests from one remote address.
+type memoIdentity struct {
+	model  *projections.Model
+	leaf   *x509.Certificate
+	remote string
+	id     Identity
+}
+
+func connMemoOf(ctx context.Context) *connMemo {
+	memo, _ := ctx.Value(connKey{}).(*connMemo)
+	return memo
+}
 
 type leafPrint struct {
 	leaf *x509.Certificate
@@ -34,7 +54,7 @@ func WithConnMemo(ctx context.Context) context.Context {
 // for the connection of ctx when it has a memo. The memo is keyed by the
 // certificate object, which a TLS connection keeps for its lifetime.
 func fingerprintOf(ctx context.Context, leaf *x509.Certificate) ([32]byte, string) {
-	memo, _ := ctx.Value(connKey{}).(*connMemo)
+	memo := connMemoOf(ctx)
 	if memo != nil {
 		if p := memo.last.Load(); p != nil && p.leaf == leaf {
 			return p.sum, p.hex

@@ -7,6 +7,7 @@ package authn_test
 // files of this package are written at the same time.
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,11 +21,14 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/authn"
@@ -434,4 +438,68 @@ func TestCASignedCache(t *testing.T) {
 			t.Errorf("a certificate of no CA was trusted %d times", bad.Load())
 		}
 	})
+}
+
+// TestIdentifyKeepAlive: on one connection (one memo), the identity worked
+// out for a trusted certificate is reused only while the read model, the
+// remote address and the certificate's validity all stay; in PKI mode,
+// where the CRL's age also counts, it is worked out every time.
+func TestIdentifyKeepAlive(t *testing.T) {
+	t.Parallel()
+	kept := pkiLeaf(t, "kept", nil, pkiNow.Add(-time.Hour), pkiNow.Add(time.Hour))
+	trusted := pkiFold(t, kept.trusted("client", false))
+	removed := pkiFold(t, kept.trusted("client", false), events.CertificateRemoved{Fingerprint: kept.fp()})
+	model := newPKIModel(trusted)
+	now := pkiNow
+	a := authn.New(model, func() time.Time { return now })
+	conn := authn.WithConnMemo(context.Background())
+	request := func(remote string, leaf *pkiIssuer) *http.Request {
+		r := httptest.NewRequestWithContext(conn, "GET", "/1.0", nil)
+		r.RemoteAddr = remote
+		r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{leaf.cert}}
+		return r
+	}
+	first := a.Identify(request("192.0.2.1:1000", kept))
+	if !first.Trusted || first.Address != "192.0.2.1" {
+		t.Fatalf("first request: %+v", first)
+	}
+	// The first request worked the identity out and remembered it; the
+	// next ones get the one remembered.
+	second := a.Identify(request("192.0.2.1:1000", kept))
+	if third := a.Identify(request("192.0.2.1:1000", kept)); third != second || !cmp.Equal(*second, *first) {
+		t.Errorf("later requests on the connection do not share one identity equal to the first's")
+	}
+	model.p.Store(removed)
+	if got := a.Identify(request("192.0.2.1:1000", kept)); got.Trusted {
+		t.Fatalf("still trusted once the model no longer holds the certificate: %+v", got)
+	}
+	model.p.Store(trusted)
+	if got := a.Identify(request("192.0.2.1:1000", kept)); !got.Trusted {
+		t.Fatalf("not trusted again under a model holding it: %+v", got)
+	}
+	if other := a.Identify(request("192.0.2.9:2000", kept)); !other.Trusted || other.Address != "192.0.2.9" {
+		t.Errorf("another remote address got the first one's identity: %+v", other)
+	}
+	now = pkiNow.Add(2 * time.Hour) // past NotAfter, same model and connection as the last request
+	if got := a.Identify(request("192.0.2.9:2000", kept)); got.Trusted {
+		t.Fatalf("trusted after the certificate expired: %+v", got)
+	}
+
+	// PKI mode: the same connection is refused once the list goes stale
+	// under core.crl_fail_closed, with no new event.
+	ca := pkiNewCA(t, "ca", nil)
+	entry := pkiClient(t, "entry", ca)
+	var pkiEvents []events.Payload
+	pkiEvents = append(pkiEvents, entry.trusted("client", false), ca.caEvent(t))
+	pkiEvents = append(pkiEvents, ca.crlEvents(t, 1, pkiNow.Add(-time.Hour), pkiNow.Add(time.Hour))...)
+	pkiEvents = append(pkiEvents, events.ConfigChanged{Key: authn.KeyCRLFailClosed, Value: "true"})
+	model.p.Store(pkiFold(t, pkiEvents...))
+	now = pkiNow
+	if got := a.Identify(request("192.0.2.1:1000", entry)); !got.Trusted {
+		t.Fatalf("CA-signed entry refused with a fresh list: %+v", got)
+	}
+	now = pkiNow.Add(2 * time.Hour) // past the list's nextUpdate
+	if got := a.Identify(request("192.0.2.1:1000", entry)); got.Trusted {
+		t.Fatalf("trusted on the same connection after the list went stale (fail closed): %+v", got)
+	}
 }

@@ -147,7 +147,8 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 			response.Fail(w, r, log, response.Forbidden("Forbidden Sec-Fetch-Site header value"))
 			return
 		}
-		id = a.Authenticate(r)
+		shared := a.Identify(r) // handed on as it is unless changed below
+		id = *shared
 		if id.Challenge && cfg.Challenge != nil {
 			if obs != nil {
 				obs.Authenticated(id, false)
@@ -169,7 +170,7 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 				response.Fail(w, r, log, err)
 				return
 			}
-			id = recorded
+			id, shared = recorded, nil
 		}
 		if id.Trusted && id.Method != authn.MethodUnix && cfg.Staleness != nil {
 			if err := cfg.Staleness(start); err != nil {
@@ -178,7 +179,7 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 			}
 		}
 		if id.Trusted && id.Type == events.CertificateTypeMetrics && !rt.Metrics {
-			id = authn.Identity{Address: id.Address, Fingerprint: id.Fingerprint, PeerCertificate: id.PeerCertificate}
+			id, shared = authn.Identity{Address: id.Address, Fingerprint: id.Fingerprint, PeerCertificate: id.PeerCertificate}, nil
 		}
 		admitted := id.Trusted || (rt.Untrusted && !expectsAuth(r))
 		if obs != nil {
@@ -192,7 +193,13 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 			response.Fail(w, r, log, errUngranted)
 			return
 		}
-		rt.Handler.ServeHTTP(w, r.WithContext(authn.WithIdentity(r.Context(), id)))
+		if shared == nil {
+			// A copy, not &id: taking id's address would move it to the
+			// heap on every request, shared or not.
+			shared = new(authn.Identity)
+			*shared = id
+		}
+		rt.Handler.ServeHTTP(w, r.WithContext(authn.WithIdentityOf(r.Context(), shared)))
 	})
 }
 
