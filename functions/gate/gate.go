@@ -142,8 +142,8 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 				}
 			}()
 		}
-		switch r.Header.Get("Sec-Fetch-Site") {
-		case "cross-site", "same-site":
+		// Header.Get's first value, read by the canonical key directly.
+		if v := r.Header["Sec-Fetch-Site"]; len(v) > 0 && (v[0] == "cross-site" || v[0] == "same-site") {
 			response.Fail(w, r, log, response.Forbidden("Forbidden Sec-Fetch-Site header value"))
 			return
 		}

@@ -151,6 +151,7 @@ type Daemon struct {
 
 	hostname string
 	addrs    atomic.Pointer[addrCache]
+	httpsGen atomic.Uint64 // moves each time d.https changes
 
 	mu     sync.Mutex
 	https  *httpsServer
@@ -443,6 +444,7 @@ func (d *Daemon) reconcileHTTPS() error {
 	ln = limitPerSource(ln, d.cfg.MaxConnsPerSource)
 	old := d.https
 	d.https = &httpsServer{want: want, bound: ln.Addr().String(), srv: srv}
+	d.httpsGen.Add(1)
 	d.wg.Go(func() { _ = srv.ServeTLS(ln, "", "") })
 	d.log.Info("listening", "https", d.https.bound)
 	if old != nil {
@@ -524,16 +526,19 @@ func (d *Daemon) Certificate() (string, string) {
 // from the machine's interfaces), at most every addressesTTL, not on every
 // GET /1.0.
 func (d *Daemon) Addresses() []string {
-	bound := d.HTTPSAddr()
+	// The generation moves whenever the listener does; reading it needs no
+	// lock, so a GET /1.0 does not queue behind other requests here.
+	gen := d.httpsGen.Load()
 	c := d.addrs.Load()
-	if c != nil && c.bound == bound && c.fixed {
+	if c != nil && c.gen == gen && c.fixed {
 		return c.list
 	}
 	now := time.Now()
-	if c != nil && c.bound == bound && now.Sub(c.at) < addressesTTL {
+	if c != nil && c.gen == gen && now.Sub(c.at) < addressesTTL {
 		return c.list
 	}
-	c = &addrCache{bound: bound, at: now, list: listenAddresses(bound)}
+	bound := d.HTTPSAddr()
+	c = &addrCache{gen: gen, at: now, list: listenAddresses(bound)}
 	host, _, _ := net.SplitHostPort(bound)
 	ip := net.ParseIP(host)
 	c.fixed = host != "" && (ip == nil || !ip.IsUnspecified())
@@ -547,7 +552,7 @@ const addressesTTL = 10 * time.Second
 
 // addrCache is Addresses' last answer.
 type addrCache struct {
-	bound string
+	gen   uint64 // of the listener it was worked out for
 	at    time.Time
 	fixed bool // bound to one address: the answer never changes
 	list  []string
@@ -566,6 +571,7 @@ func (d *Daemon) Close() error {
 	if d.https != nil {
 		_ = d.https.srv.Shutdown(ctx)
 		d.https = nil
+		d.httpsGen.Add(1)
 	}
 	d.mu.Unlock()
 	if d.acmeHTTP != nil {

@@ -563,6 +563,10 @@ func TestDaemonRebind(t *testing.T) {
 	admin := td.cert(t, "admin")
 	td.trust(t, admin, api.CertificatesPost{})
 	old := td.d.HTTPSAddr()
+	// GET /1.0 remembers the listen addresses; a move must replace them.
+	if srv := td.server(t, td.client(t, admin)); !cmp.Equal(srv.Environment.Addresses, []string{old}) {
+		t.Errorf("addresses before the move: %v, want [%s]", srv.Environment.Addresses, old)
+	}
 
 	next := dmFreePort(t)
 	before := td.lastSeq(t)
@@ -611,6 +615,9 @@ func TestDaemonRebind(t *testing.T) {
 	td.must(t, 200, nil, "PATCH", "/1.0", map[string]any{"config": map[string]string{"core.https_address": again}})
 	dmWait(t, "the listener to move to "+again, func() bool { return td.d.HTTPSAddr() == again })
 	td.must(t, 200, td.client(t, admin), "GET", "/1.0/certificates", nil)
+	if srv := td.server(t, td.client(t, admin)); !cmp.Equal(srv.Environment.Addresses, []string{again}) {
+		t.Errorf("addresses after the second move: %v, want [%s]", srv.Environment.Addresses, again)
+	}
 }
 
 // TestDaemonConcurrentAdds races admins adding certificates over both

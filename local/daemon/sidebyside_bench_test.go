@@ -17,10 +17,19 @@ import (
 // answers the bytes trustlogd answered, and checks nothing.
 //
 // Rows, each with the load generator in a second process (64 clients):
+//
 //   - keepalive/trustlogd, keepalive/bare: requests over keep-alive
 //     connections (opened before the timed region).
+//
 //   - handshake/trustlogd, handshake/bare: a new connection with a full
 //     TLS 1.3 handshake (no resumption) for every request.
+//
+//   - keepalive/interleaved: both servers over keep-alive in alternating
+//     slices of interleaveSlice requests, b.N requests each, so that
+//     whatever drifts during a run (the collector's phase, background
+//     work of the embedded NATS server, the host) falls on both alike. It
+//     reports each side's req/s and server CPU per request, and their
+//     ratio (ratio: trustlogd's req/s over the bare server's).
 //
 // Metrics: req/s (wall clock), the client's p50 and p99 latency, and the
 // CPU time per request of the server process and of the client process.
@@ -39,6 +48,7 @@ func BenchmarkSideBySide(b *testing.B) {
 				b.Run(mode.name+"/trustlogd", func(b *testing.B) { sideBySide(b, fx, daemonURL, mode.newConn) })
 				b.Run(mode.name+"/bare", func(b *testing.B) { sideBySide(b, fx, bareURL, mode.newConn) })
 			}
+			b.Run("keepalive/interleaved", func(b *testing.B) { interleaved(b, fx, daemonURL, bareURL) })
 		})
 	}
 }
@@ -87,4 +97,43 @@ func sideBySide(b *testing.B, fx *get10Fixture, url string, newConn bool) {
 	b.ReportMetric(float64(res.P99.Nanoseconds())/1e3, "p99-µs")
 	b.ReportMetric(get10PerOp(cpu, b.N), "server-cpu-µs/op")
 	b.ReportMetric(get10PerOp(res.CPU, b.N), "client-cpu-µs/op")
+}
+
+// interleaveSlice is how many requests one side serves before the other's
+// turn in keepalive/interleaved (≈ 0.3 s here).
+const interleaveSlice = 10_000
+
+// interleaved alternates slices of keep-alive load between trustlogd and
+// the bare server until each has served b.N requests.
+func interleaved(b *testing.B, fx *get10Fixture, daemonURL, bareURL string) {
+	sides := []struct {
+		lg   *loadgen
+		wall time.Duration
+		cpu  time.Duration
+	}{{lg: fx.loadgenMode(b, daemonURL, false)}, {lg: fx.loadgenMode(b, bareURL, false)}}
+	for _, side := range sides {
+		if _, err := side.lg.run(4 * get10Conns); err != nil { // opens the connections
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(interleaveSlice, b.N-done)
+		for i := range sides {
+			start, cpu0 := time.Now(), get10ProcessCPU()
+			if _, err := sides[i].lg.run(n); err != nil {
+				b.Fatal(err)
+			}
+			sides[i].cpu += get10ProcessCPU() - cpu0
+			sides[i].wall += time.Since(start)
+		}
+		done += n
+	}
+	b.StopTimer()
+	rate := func(i int) float64 { return float64(b.N) / sides[i].wall.Seconds() }
+	b.ReportMetric(rate(0), "trustlogd-req/s")
+	b.ReportMetric(rate(1), "bare-req/s")
+	b.ReportMetric(rate(0)/rate(1), "ratio")
+	b.ReportMetric(get10PerOp(sides[0].cpu, b.N), "trustlogd-cpu-µs/op")
+	b.ReportMetric(get10PerOp(sides[1].cpu, b.N), "bare-cpu-µs/op")
 }
