@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks of the performance report (docs/benchmarks.md, "Scale
 # and performance report") into docs/bench/report.txt and redraws its charts
-# from that output. Takes ≈ 20 minutes on a 2-core machine; run it on a quiet
+# from that output. Takes ≈ 25 minutes on a 2-core machine; run it on a quiet
 # machine. Usage: bash tools/benchreport.sh [output file]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -132,8 +132,14 @@ func human(v float64, unit string) string {
 // draw renders horizontal bars on a linear scale from zero.
 func draw(title, unit string, names []string, values []float64) string {
 	const (
-		width, labelW, barH, gap, top, right = 760, 260, 22, 10, 40, 130
+		barH, gap, top, right, span0 = 22, 10, 40, 130, 370
 	)
+	// The labels' column fits the longest name (≈ 7 px a character at 13 px).
+	labelW := 260
+	for _, n := range names {
+		labelW = max(labelW, 7*len(n)+20)
+	}
+	width := labelW + span0 + right
 	height := top + len(names)*(barH+gap) + 20
 	maxV := slices.Max(values)
 	if maxV <= 0 {
