@@ -69,6 +69,10 @@ func (s *Store) catchUp(ctx context.Context, from uint64, idle time.Duration, fn
 		return next, fmt.Errorf("natsstore: catch up: %w", err)
 	}
 	defer sub.Unsubscribe()
+	// Unsubscribing wakes a NextMsg waiting for an event: cancelling ctx
+	// ends the catch-up at once, not after the idle wait.
+	stop := context.AfterFunc(ctx, func() { _ = sub.Unsubscribe() })
+	defer stop()
 	// Open makes s.js with jetstream.New: the default API prefix.
 	subject := jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + s.stream + "." + info.Name
 	// Each request expires a little after idle, so that a consumer that
@@ -93,6 +97,9 @@ func (s *Store) catchUp(ctx context.Context, from uint64, idle time.Duration, fn
 		}
 		msg, err := sub.NextMsg(idle)
 		if err != nil {
+			if ctx.Err() != nil {
+				return next, ctx.Err()
+			}
 			if errors.Is(err, nats.ErrTimeout) {
 				return next, fmt.Errorf("natsstore: catch up: no event for %s after sequence %d", idle, next-1)
 			}

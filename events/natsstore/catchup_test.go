@@ -154,3 +154,34 @@ func TestFollowCatchUpInterrupted(t *testing.T) {
 	appendOK(t, st, configEnv(t, fmt.Sprintf("e%d", catchUpEvents+1), "k", "last"))
 	checkDeliveries(t, receive(t, out, 1), catchUpEvents+1, catchUpEvents+1)
 }
+
+// TestFollowCatchUpCancelled: cancelling in the middle of a catch-up ends
+// Follow with the context's error, delivering nothing more.
+func TestFollowCatchUpCancelled(t *testing.T) {
+	t.Parallel()
+	st, _ := natstest.OpenStore(t)
+	appendMany(t, st, catchUpEvents)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	var last uint64
+	done := make(chan error, 1)
+	go func() {
+		done <- st.Follow(ctx, 1, time.Second, func(rec events.Record, _ uint64) {
+			last = rec.Seq
+			if rec.Seq == 3000 {
+				cancel()
+			}
+		}, nil)
+	}()
+	select {
+	case err := <-done:
+		if err != context.Canceled {
+			t.Errorf("Follow returned %v, want context.Canceled", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Follow did not return after cancel")
+	}
+	if last != 3000 {
+		t.Errorf("the last record delivered is %d, want 3000 (the one that cancelled)", last)
+	}
+}
