@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/events/natsstore"
 	"github.com/trustlog/trustlog/events/natsstore/natstest"
@@ -52,7 +49,7 @@ func BenchmarkProjectorReplay(b *testing.B) {
 		// in-process: the client connection of trustlogd to its embedded
 		// server (nats.InProcessServer); tcp: over loopback, as a Lambda
 		// or an instance of a cluster reaches NATS.
-		tcp := tcpStore(b, srv)
+		tcp := natstest.OpenStoreTCP(b, srv)
 		for _, via := range []struct {
 			name string
 			st   *natsstore.Store
@@ -67,23 +64,6 @@ func BenchmarkProjectorReplay(b *testing.B) {
 			})
 		}
 	}
-}
-
-// tcpStore opens the store of srv over a TCP connection.
-func tcpStore(b *testing.B, srv *server.Server) *natsstore.Store {
-	b.Helper()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := natsstore.Open(ctx, nc, natsstore.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return st
 }
 
 // fillStore appends n events made by mk in atomic batches and returns the

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/events/natsstore"
 	"github.com/trustlog/trustlog/events/natsstore/natstest"
@@ -25,17 +23,7 @@ func BenchmarkFollow(b *testing.B) {
 	st, srv := natstest.OpenStore(b)
 	fillTokens(b, st, n)
 	b.Run("in-process", func(b *testing.B) { followAll(b, st, n) })
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	tcp, err := natsstore.Open(ctx, nc, natsstore.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	tcp := natstest.OpenStoreTCP(b, srv)
 	b.Run("tcp", func(b *testing.B) { followAll(b, tcp, n) })
 }
 

@@ -97,6 +97,25 @@ func OpenStoreOn(t testing.TB, s *server.Server) *natsstore.Store {
 	return st
 }
 
+// OpenStoreTCP opens the TRUSTLOG store of the running server s over a TCP
+// connection to its client port, as a Lambda or a clustered instance
+// reaches NATS. The connection is closed when the test ends.
+func OpenStoreTCP(t testing.TB, s *server.Server) *natsstore.Store {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.Name(t.Name()))
+	if err != nil {
+		t.Fatalf("natstest: connect over TCP: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	st, err := natsstore.Open(ctx, nc, natsstore.Config{})
+	if err != nil {
+		t.Fatalf("natstest: open store: %v", err)
+	}
+	return st
+}
+
 // Cluster is a JetStream cluster of embedded servers on loopback.
 type Cluster struct {
 	Servers []*server.Server
