@@ -111,18 +111,58 @@ func New(cfg Config, routes ...Route) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	mux := http.NewServeMux()
-	for _, rt := range routes {
-		mux.Handle(rt.Method+" "+rt.Path, admit(cfg, log, rt))
+	rt := newRouter()
+	for _, route := range routes {
+		rt.handle(route.Method, route.Path, admit(cfg, log, route))
 	}
 	if cfg.Fallback != nil {
-		mux.Handle("/", admit(cfg, log, Route{Path: "/", Handler: cfg.Fallback}))
+		rt.handle("", "/", admit(cfg, log, Route{Path: "/", Handler: cfg.Fallback}))
 	} else {
-		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		rt.handle("", "/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			response.Fail(w, r, log, response.ErrNotFound)
-		})
+		}))
 	}
-	return mux
+	return rt
+}
+
+// router finds the routes without wildcards by an exact lookup of method
+// and path, which most requests name, before the mux's pattern matching (a
+// few hundred nanoseconds a request under load). The mux would choose the
+// same route for them: a literal path is the most specific pattern. Any
+// other request (wildcards, HEAD, an escaped or unclean path) goes to the
+// mux, which also cleans, redirects and answers 404 and 405.
+type router struct {
+	exact map[string]map[string]http.Handler
+	mux   *http.ServeMux
+}
+
+func newRouter() *router {
+	return &router{exact: map[string]map[string]http.Handler{}, mux: http.NewServeMux()}
+}
+
+// handle serves method (any, if "") and path with h.
+func (rt *router) handle(method, path string, h http.Handler) {
+	if method == "" {
+		rt.mux.Handle(path, h)
+		return
+	}
+	rt.mux.Handle(method+" "+path, h)
+	if !strings.ContainsAny(path, "{}") && !strings.HasSuffix(path, "/") {
+		if rt.exact[method] == nil {
+			rt.exact[method] = map[string]http.Handler{}
+		}
+		rt.exact[method][path] = h
+	}
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.RawPath == "" {
+		if h, ok := rt.exact[r.Method][r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
+	rt.mux.ServeHTTP(w, r)
 }
 
 func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
