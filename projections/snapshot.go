@@ -13,8 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"time"
-
-	"github.com/trustlog/trustlog/events"
 )
 
 // SnapshotVersion is the format version of EncodeSnapshot. A snapshot of
@@ -46,7 +44,7 @@ type snapshot struct {
 	Hash       string
 	Broken     uint64
 	Skipped    uint64
-	Certs      [][]snapCert // Digest's form of the certificates; EncodeSnapshot writes them apart
+	Certs      []snapCert // Digest's form of the certificates; EncodeSnapshot writes them apart
 	Config     map[string]string
 	Tokens     []Token
 	CA         *snapCA
@@ -313,15 +311,15 @@ func decodeCertChunk(chunk []byte) ([]certEntry, error) {
 	// A certificate takes at least 38 bytes (its fingerprint, then six
 	// one-byte lengths or flags).
 	n := r.count(38)
-	sums := make([][32]byte, n)
+	out := make([]certEntry, n)
 	hexes := make([]byte, 64*n)
 	certs := make([]Certificate, n)
 	var lazies []lazyCert
 	for j := range certs {
-		copy(sums[j][:], r.raw(32))
-		hex.Encode(hexes[64*j:], sums[j][:])
+		copy(out[j].sum[:], r.raw(32))
+		hex.Encode(hexes[64*j:], out[j].sum[:])
 		c := &certs[j]
-		c.Name, c.Type = r.str(), knownType(r.str())
+		c.Name, c.Type = r.str(), r.str()
 		flags := r.raw(1)
 		c.Restricted = len(flags) == 1 && flags[0]&1 != 0
 		c.Projects = make([]string, r.count(1))
@@ -341,27 +339,16 @@ func decodeCertChunk(chunk []byte) ([]certEntry, error) {
 		return nil, errors.New("projections: decode snapshot: a certificate chunk is truncated or too long")
 	}
 	fps := string(hexes)
-	out := make([]certEntry, n)
 	for j := range certs {
 		certs[j].Fingerprint = fps[64*j : 64*j+64]
-		out[j] = certEntry{sums[j], &certs[j]}
+		out[j].c = &certs[j]
 	}
 	return out, nil
 }
 
-// knownType returns the shared copy of a certificate type.
-func knownType(t string) string {
-	for _, k := range []string{events.CertificateTypeClient, events.CertificateTypeServer, events.CertificateTypeMetrics} {
-		if t == k {
-			return k
-		}
-	}
-	return t
-}
-
-// reader reads the snapshot's binary parts. Strings are cut from s (b's
-// bytes as a string) when it is set. After the first error every read
-// returns a zero value.
+// reader reads the snapshot's binary parts. Strings are cut from s, b's
+// bytes as a string (only a chunk's reader reads strings). After the first
+// error every read returns a zero value.
 type reader struct {
 	b   []byte
 	s   string
@@ -407,8 +394,8 @@ func (r *reader) bytes() []byte { return r.raw(r.count(1)) }
 func (r *reader) str() string {
 	n := r.count(1)
 	start := r.off
-	if v := r.raw(n); v == nil || r.s == "" {
-		return string(v)
+	if r.raw(n); r.err != nil {
+		return ""
 	}
 	return r.s[start : start+n]
 }
@@ -444,13 +431,9 @@ func crlIn(s *snapCRL) *CRL {
 // a full replay by it.
 func Digest(m *Model) string {
 	s := snapshotOf(m)
-	s.Certs = make([][]snapCert, 0, m.ncerts/certChunk+1)
+	s.Certs = make([]snapCert, 0, m.ncerts)
 	for _, c := range m.Certificates() { // by name
-		if n := len(s.Certs); n == 0 || len(s.Certs[n-1]) == certChunk {
-			s.Certs = append(s.Certs, make([]snapCert, 0, min(certChunk, m.ncerts-certChunk*n)))
-		}
-		last := &s.Certs[len(s.Certs)-1]
-		*last = append(*last, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
+		s.Certs = append(s.Certs, snapCert{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM})
 	}
 	// Canonical form: revoked serials sorted, every time in UTC (JSON
 	// writes maps in key order).

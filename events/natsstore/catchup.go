@@ -78,17 +78,25 @@ func (s *Store) catchUp(ctx context.Context, from uint64, idle time.Duration, fn
 	// Each request expires a little after idle, so that a consumer that
 	// stops delivering is noticed by the wait below rather than by the
 	// server's answer.
-	pull := func(n uint64) error {
-		body := fmt.Appendf(nil, `{"batch":%d,"expires":%d}`, n, (idle + idle/2).Nanoseconds())
-		return s.nc.PublishRequest(subject, inbox, body)
-	}
 	var requested, received uint64
-	for requested < total && requested-received < 2*pullBatch {
+	// pull asks for the next pullBatch events of the backlog, if any are
+	// left to ask for.
+	pull := func() error {
+		if requested == total {
+			return nil
+		}
 		n := min(pullBatch, total-requested)
-		if err := pull(n); err != nil {
-			return next, fmt.Errorf("natsstore: catch up: %w", err)
+		body := fmt.Appendf(nil, `{"batch":%d,"expires":%d}`, n, (idle + idle/2).Nanoseconds())
+		if err := s.nc.PublishRequest(subject, inbox, body); err != nil {
+			return fmt.Errorf("natsstore: catch up: %w", err)
 		}
 		requested += n
+		return nil
+	}
+	for range 2 { // two requests in flight
+		if err := pull(); err != nil {
+			return next, err
+		}
 	}
 	contact(time.Now())
 	for received < total {
@@ -122,12 +130,8 @@ func (s *Store) catchUp(ctx context.Context, from uint64, idle time.Duration, fn
 		fn(events.Record{Seq: sseq, Raw: msg.Data}, pending)
 		if received%pullBatch == 0 {
 			contact(time.Now())
-			if requested < total {
-				n := min(pullBatch, total-requested)
-				if err := pull(n); err != nil {
-					return next, fmt.Errorf("natsstore: catch up: %w", err)
-				}
-				requested += n
+			if err := pull(); err != nil {
+				return next, err
 			}
 		}
 	}
