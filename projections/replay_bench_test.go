@@ -28,16 +28,7 @@ func BenchmarkProjectorReplay(b *testing.B) {
 		name string
 		make func(i int) events.Payload
 	}{
-		{name: "tokens", make: func(i int) events.Payload {
-			id := fmt.Sprintf("%08x-0000-4000-8000-%012x", i/2, i/2)
-			if i%2 == 0 {
-				sum := sha256.Sum256([]byte(id))
-				return &events.TokenIssued{ID: id, Name: "client", Type: events.CertificateTypeClient, Projects: []string{},
-					SecretHash: hex.EncodeToString(sum[:]), SealedSecret: "c2VhbGVk", Fingerprint: hex.EncodeToString(sum[:]),
-					Addresses: []string{"127.0.0.1:8443"}, ExpiresAt: baseTime.Add(time.Hour)}
-			}
-			return &events.TokenRedeemed{ID: id, Name: "client", Fingerprint: id}
-		}},
+		{name: "tokens", make: natstest.TokenChurn(baseTime)},
 		{name: "certificates", make: func(i int) events.Payload {
 			sum := sha256.Sum256(fmt.Appendf(nil, "certificate %d", i))
 			return &events.CertificateTrusted{Fingerprint: hex.EncodeToString(sum[:]), Name: fmt.Sprintf("client-%d", i),
@@ -45,7 +36,7 @@ func BenchmarkProjectorReplay(b *testing.B) {
 		}},
 	} {
 		st, srv := natstest.OpenStore(b)
-		bytes := fillStore(b, st, n, bc.make)
+		bytes := natstest.Fill(b, st, n, baseTime, bc.make)
 		// in-process: the client connection of trustlogd to its embedded
 		// server (nats.InProcessServer); tcp: over loopback, as a Lambda
 		// or an instance of a cluster reaches NATS.
@@ -64,39 +55,6 @@ func BenchmarkProjectorReplay(b *testing.B) {
 			})
 		}
 	}
-}
-
-// fillStore appends n events made by mk in atomic batches and returns the
-// bytes stored.
-func fillStore(b *testing.B, st *natsstore.Store, n int, mk func(int) events.Payload) int64 {
-	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var seq uint64
-	var prev string
-	var total int64
-	for done := 0; done < n; {
-		envs := make([]events.Envelope, 0, 1000)
-		for i := done; i < min(done+1000, n); i++ {
-			env, err := events.New(fmt.Sprintf("ev-%d", i), "urn:trustlog:bench", baseTime, events.Actor{Name: "bench", Method: "system"}, mk(i))
-			if err != nil {
-				b.Fatal(err)
-			}
-			envs = append(envs, env)
-		}
-		last, err := st.Append(ctx, seq, prev, envs...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		recs, err := st.Read(ctx, last, last)
-		if err != nil {
-			b.Fatal(err)
-		}
-		seq, prev = last, events.Hash(recs[0].Raw)
-		total += int64(len(recs[0].Raw)) * int64(len(envs))
-		done += len(envs)
-	}
-	return total
 }
 
 // replayOnce runs a new projector over st until it has applied n events.

@@ -8,6 +8,8 @@ package natstest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/events/natsstore"
 )
 
@@ -114,6 +117,55 @@ func OpenStoreTCP(t testing.TB, s *server.Server) *natsstore.Store {
 		t.Fatalf("natstest: open store: %v", err)
 	}
 	return st
+}
+
+// Fill appends n events made by mk, dated at, in atomic batches of 1000,
+// and returns the bytes stored. It is for benchmarks that need a long
+// stream.
+func Fill(t testing.TB, st *natsstore.Store, n int, at time.Time, mk func(i int) events.Payload) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var seq uint64
+	var prev string
+	var total int64
+	for done := 0; done < n; {
+		envs := make([]events.Envelope, 0, 1000)
+		for i := done; i < min(done+1000, n); i++ {
+			env, err := events.New(fmt.Sprintf("ev-%d", i), "urn:trustlog:bench", at, events.Actor{Name: "bench", Method: "system"}, mk(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			envs = append(envs, env)
+		}
+		last, err := st.Append(ctx, seq, prev, envs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := st.Read(ctx, last, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, prev = last, events.Hash(recs[0].Raw)
+		total += int64(len(recs[0].Raw)) * int64(len(envs))
+		done += len(envs)
+	}
+	return total
+}
+
+// TokenChurn makes event i of a token churn for Fill: tokens issued (even
+// i, expiring an hour after at) and redeemed (odd i), ≈ 0.6 KB each.
+func TokenChurn(at time.Time) func(i int) events.Payload {
+	return func(i int) events.Payload {
+		id := fmt.Sprintf("%08x-0000-4000-8000-%012x", i/2, i/2)
+		if i%2 == 1 {
+			return &events.TokenRedeemed{ID: id, Name: "client", Fingerprint: id}
+		}
+		sum := sha256.Sum256([]byte(id))
+		return &events.TokenIssued{ID: id, Name: "client", Type: events.CertificateTypeClient, Projects: []string{},
+			SecretHash: hex.EncodeToString(sum[:]), SealedSecret: "c2VhbGVk", Fingerprint: hex.EncodeToString(sum[:]),
+			Addresses: []string{"127.0.0.1:8443"}, ExpiresAt: at.Add(time.Hour)}
+	}
 }
 
 // Cluster is a JetStream cluster of embedded servers on loopback.
