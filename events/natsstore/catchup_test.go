@@ -2,6 +2,7 @@ package natsstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -84,18 +85,7 @@ func TestFollowCatchUp(t *testing.T) {
 				t.Fatal(err)
 			}
 			appendMany(t, st, catchUpEvents)
-			out := make(chan delivery, catchUpEvents+10)
-			ctx, cancel := context.WithCancel(testCtx(t))
-			done := make(chan error, 1)
-			go func() {
-				done <- st.Follow(ctx, from, time.Second, func(rec events.Record, pending uint64) {
-					env, err := events.Decode(rec.Raw)
-					if err != nil {
-						t.Errorf("Decode %d: %v", rec.Seq, err)
-					}
-					out <- delivery{Seq: rec.Seq, ID: env.ID, Pending: pending}
-				}, nil)
-			}()
+			out, _, stop := follow(t, st, from, time.Second)
 			got := receive(t, out, catchUpEvents-int(from)+1)
 			checkDeliveries(t, got, from, catchUpEvents)
 			// Caught up: the bulk consumer is deleted, and following goes on
@@ -107,8 +97,7 @@ func TestFollowCatchUp(t *testing.T) {
 			if names := consumers(t, js, st.Stream()); len(names) != 1 {
 				t.Errorf("consumers after catching up: %v, want the ordered consumer only", names)
 			}
-			cancel()
-			if err := <-done; err != context.Canceled {
+			if err := stop(); !errors.Is(err, context.Canceled) {
 				t.Errorf("Follow returned %v, want context.Canceled", err)
 			}
 		})
