@@ -86,9 +86,9 @@ func sideBySide(b *testing.B, fx *get10Fixture, url string, newConn bool) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), get10ProcessCPU()
+	start, cpu0, gc0 := time.Now(), get10ProcessCPU(), get10GCCycles()
 	res, err := lg.run(b.N)
-	cpu, wall := get10ProcessCPU()-cpu0, time.Since(start)
+	cpu, wall, gcs := get10ProcessCPU()-cpu0, time.Since(start), get10GCCycles()-gc0
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)
@@ -98,6 +98,7 @@ func sideBySide(b *testing.B, fx *get10Fixture, url string, newConn bool) {
 	b.ReportMetric(float64(res.P99.Nanoseconds())/1e3, "p99-µs")
 	b.ReportMetric(get10PerOp(cpu, b.N), "server-cpu-µs/op")
 	b.ReportMetric(get10PerOp(res.CPU, b.N), "client-cpu-µs/op")
+	b.ReportMetric(float64(gcs), "gc-cycles")
 }
 
 // interleaveSlice is how many requests one side serves in one turn of
@@ -116,6 +117,7 @@ func interleaved(b *testing.B, fx *get10Fixture, daemonURL, bareURL string) {
 		lg   *loadgen
 		wall time.Duration
 		cpu  time.Duration
+		gcs  uint64 // collections that ended during this side's turns
 	}{{lg: fx.loadgenMode(b, daemonURL, false)}, {lg: fx.loadgenMode(b, bareURL, false)}}
 	for _, side := range sides {
 		if _, err := side.lg.run(4 * get10Conns); err != nil { // opens the connections
@@ -129,12 +131,13 @@ func interleaved(b *testing.B, fx *get10Fixture, daemonURL, bareURL string) {
 		var turn [2]time.Duration
 		for k := range sides {
 			i := k ^ len(ratios)&1 // T B, then B T
-			start, cpu0 := time.Now(), get10ProcessCPU()
+			start, cpu0, gc0 := time.Now(), get10ProcessCPU(), get10GCCycles()
 			if _, err := sides[i].lg.run(n); err != nil {
 				b.Fatal(err)
 			}
 			turn[i] = time.Since(start)
 			sides[i].cpu += get10ProcessCPU() - cpu0
+			sides[i].gcs += get10GCCycles() - gc0
 			sides[i].wall += turn[i]
 		}
 		ratios = append(ratios, turn[1].Seconds()/turn[0].Seconds()) // same n: rate ratio is the inverse of the wall ratio
@@ -148,6 +151,8 @@ func interleaved(b *testing.B, fx *get10Fixture, daemonURL, bareURL string) {
 	b.ReportMetric(rate(0)/rate(1), "ratio-total")
 	b.ReportMetric(get10PerOp(sides[0].cpu, b.N), "trustlogd-cpu-µs/op")
 	b.ReportMetric(get10PerOp(sides[1].cpu, b.N), "bare-cpu-µs/op")
+	b.ReportMetric(float64(sides[0].gcs), "trustlogd-gc-cycles")
+	b.ReportMetric(float64(sides[1].gcs), "bare-gc-cycles")
 }
 
 // median returns the median of xs, which it sorts.
