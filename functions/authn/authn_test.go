@@ -427,3 +427,30 @@ func TestIdentity(t *testing.T) {
 		t.Fatal("cancelling below the identity does not reach a context derived from it")
 	}
 }
+
+// TestIdentifyAt checks whose clock decides a certificate's validity: the
+// caller's reading when the authenticator's clock is time.Now, the
+// authenticator's own clock otherwise.
+func TestIdentifyAt(t *testing.T) {
+	t.Parallel()
+	s := newANStack(t)
+	now := time.Now()
+	c := newANCert(t, "dated", now.Add(-time.Hour), now.Add(time.Hour))
+	s.clock.Set(now)
+	s.trust(c, events.CertificateTypeClient, false)
+	r := httptest.NewRequest("GET", "/1.0", nil)
+	r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{c.X509}}
+	late := now.Add(2 * time.Hour) // past notAfter
+
+	system := authn.New(s.proj, nil)
+	if !system.IdentifyAt(r, now).Trusted {
+		t.Error("system clock: not trusted at a reading inside the validity")
+	}
+	if system.IdentifyAt(r, late).Trusted {
+		t.Error("system clock: trusted at a reading past notAfter (the caller's reading was not used)")
+	}
+	// A fake clock (in date) wins over the caller's reading.
+	if !s.auth.IdentifyAt(r, late).Trusted {
+		t.Error("fake clock: the caller's reading was used instead of the authenticator's clock")
+	}
+}

@@ -57,6 +57,9 @@ type Config struct {
 	Observer Observer
 	// Now is the clock for durations; nil means time.Now.
 	Now func() time.Time
+	// systemClock is set when Now is time.Now: the authenticator may then
+	// use the gate's reading instead of reading the clock again.
+	systemClock bool
 	// Logger receives internal errors; nil means slog.Default().
 	Logger *slog.Logger
 	// Challenge, if set, writes the OIDC headers of a 401 (see
@@ -109,7 +112,7 @@ func New(cfg Config, routes ...Route) http.Handler {
 		log = slog.Default()
 	}
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now, cfg.systemClock = time.Now, true
 	}
 	rt := newRouter()
 	for _, route := range routes {
@@ -187,7 +190,13 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 			response.Fail(w, r, log, response.Forbidden("Forbidden Sec-Fetch-Site header value"))
 			return
 		}
-		shared := a.Identify(r) // handed on as it is unless changed below
+		// handed on as it is unless changed below
+		var shared *authn.Identity
+		if cfg.systemClock {
+			shared = a.IdentifyAt(r, start)
+		} else {
+			shared = a.Identify(r)
+		}
 		id = *shared
 		if id.Challenge && cfg.Challenge != nil {
 			if obs != nil {

@@ -6,8 +6,6 @@ package metrics
 
 import (
 	"context"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,14 +36,11 @@ type Stream interface {
 
 // Metrics holds the registry and the instruments. It is safe for concurrent use.
 type Metrics struct {
-	reg       *prometheus.Registry
-	decisions *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
+	reg *prometheus.Registry
 
-	// The series every request touches, found once: looking a series up
-	// by its label values costs more than the rest of the gate's counting.
-	counters  sync.Map // decisionKey → prometheus.Counter
-	observers sync.Map // servedKey → prometheus.Observer
+	// The series every request touches, kept in shards (hot.go).
+	decisions seriesMap[decisionKey, shardedCounter]
+	latency   seriesMap[servedKey, shardedHistogram]
 }
 
 type decisionKey struct {
@@ -61,48 +56,20 @@ type servedKey struct {
 // New returns the metrics of a service whose read model is model. stream
 // may be nil; now is the clock for ages.
 func New(model Model, stream Stream, now func() time.Time) *Metrics {
-	m := &Metrics{
-		reg: prometheus.NewRegistry(),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "trustlog_auth_decisions_total",
-			Help: "Authentication decisions by method (tls, unix, pki, cluster, none) and result (admitted, refused).",
-		}, []string{"method", "result"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "trustlog_request_duration_seconds",
-			Help:    "Time to serve API requests, by route and status code.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
-		}, []string{"route", "code"}),
-	}
-	m.reg.MustRegister(m.decisions, m.latency, &modelCollector{model: model, stream: stream, now: now},
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(hotCollector{m}, &modelCollector{model: model, stream: stream, now: now},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // Authenticated implements gate.Observer.
 func (m *Metrics) Authenticated(id authn.Identity, admitted bool) {
-	k := decisionKey{method: id.Method, admitted: admitted}
-	c, ok := m.counters.Load(k)
-	if !ok {
-		method, result := id.Method, "refused"
-		if method == "" {
-			method = "none"
-		}
-		if admitted {
-			result = "admitted"
-		}
-		c, _ = m.counters.LoadOrStore(k, m.decisions.WithLabelValues(method, result))
-	}
-	c.(prometheus.Counter).Inc()
+	m.decisions.get(decisionKey{method: id.Method, admitted: admitted}).inc()
 }
 
 // Served implements gate.Observer.
 func (m *Metrics) Served(route string, status int, d time.Duration) {
-	k := servedKey{route: route, status: status}
-	o, ok := m.observers.Load(k)
-	if !ok {
-		o, _ = m.observers.LoadOrStore(k, m.latency.WithLabelValues(route, strconv.Itoa(status)))
-	}
-	o.(prometheus.Observer).Observe(d.Seconds())
+	m.latency.get(servedKey{route: route, status: status}).observe(d.Seconds())
 }
 
 // Routes returns GET /1.0/metrics, open to metrics certificates and every

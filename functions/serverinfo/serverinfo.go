@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/acme"
@@ -92,8 +93,20 @@ type Handler struct {
 // per distinct view of it (which caller, which server certificate and
 // addresses, which project): clients ask for /1.0 before almost every
 // command, and encoding it costs more than the rest of the request.
+//
+// Readers take no lock: the entries of one model sequence are an
+// immutable table behind an atomic pointer, and put replaces the table
+// with a copy holding one more entry. A read lock here had every request
+// write the lock's reader count, one cache line that the processors
+// serving requests passed between them.
 type replyCache struct {
-	mu      sync.RWMutex
+	mu    sync.Mutex // serialises put
+	table atomic.Pointer[replyTable]
+}
+
+// replyTable is the cache's content at one model sequence; never changed
+// once published.
+type replyTable struct {
 	seq     uint64
 	entries map[replyKey]replyEntry
 }
@@ -114,9 +127,11 @@ type replyEntry struct {
 }
 
 func (c *replyCache) get(k replyKey, addresses []string) (response.Reply, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e, ok := c.entries[k]
+	t := c.table.Load()
+	if t == nil || t.seq != k.seq {
+		return response.Reply{}, false
+	}
+	e, ok := t.entries[k]
 	if !ok || !slices.Equal(e.addresses, addresses) {
 		return response.Reply{}, false
 	}
@@ -126,13 +141,19 @@ func (c *replyCache) get(k replyKey, addresses []string) (response.Reply, bool) 
 func (c *replyCache) put(k replyKey, addresses []string, rp response.Reply) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k.seq < c.seq {
+	old := c.table.Load()
+	if old != nil && k.seq < old.seq {
 		return // the model has moved on
 	}
-	if k.seq > c.seq || len(c.entries) >= maxReplies || c.entries == nil {
-		c.seq, c.entries = k.seq, make(map[replyKey]replyEntry)
+	t := &replyTable{seq: k.seq}
+	if old == nil || k.seq > old.seq || len(old.entries) >= maxReplies {
+		t.entries = make(map[replyKey]replyEntry, 1)
+	} else {
+		t.entries = make(map[replyKey]replyEntry, len(old.entries)+1)
+		maps.Copy(t.entries, old.entries)
 	}
-	c.entries[k] = replyEntry{addresses: addresses, reply: rp}
+	t.entries[k] = replyEntry{addresses: addresses, reply: rp}
+	c.table.Store(t)
 }
 
 // WithSealing makes h seal the values of sensitive keys with seal; without

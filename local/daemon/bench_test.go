@@ -93,6 +93,7 @@ func BenchmarkGet10(b *testing.B) {
 	// with the TLS state a connection would carry.
 	b.Run("no-network/serve-1.0", func(b *testing.B) { get10Serve(b, fx, "/1.0") })
 	b.Run("no-network/serve-root", func(b *testing.B) { get10Serve(b, fx, "/") })
+	b.Run("no-network/serve-1.0-parallel", func(b *testing.B) { get10ServeParallel(b, fx, "/1.0") })
 	auth := authn.New(get10Model{fx.d}, nil)
 	req := fx.peerRequest("/1.0")
 	b.Run("no-network/authenticate", func(b *testing.B) {
@@ -758,6 +759,28 @@ func get10Serve(b *testing.B, fx *get10Fixture, path string) {
 		b.Fatalf("GET %s: status %d, %d bytes", path, w.status, w.n)
 	}
 	b.ReportMetric(float64(w.n), "body-B")
+}
+
+// get10ServeParallel is get10Serve from GOMAXPROCS goroutines, each with
+// its own connection memo: what the handler's shared state (metrics, the
+// model, the reply cache) costs when every processor serves at once.
+func get10ServeParallel(b *testing.B, fx *get10Fixture, path string) {
+	h := fx.d.Handler()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := fx.peerRequest(path)
+		r = r.WithContext(authn.WithConnMemo(r.Context()))
+		w := &get10Sink{header: http.Header{}}
+		for pb.Next() {
+			clear(w.header)
+			w.status, w.n = 0, 0
+			h.ServeHTTP(w, r)
+			if w.status != http.StatusOK {
+				b.Errorf("GET %s: status %d", path, w.status)
+				return
+			}
+		}
+	})
 }
 
 // get10Sink is a ResponseWriter that counts the body and keeps nothing.

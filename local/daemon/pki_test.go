@@ -1583,6 +1583,10 @@ func (c *pkiIncus) query(t *testing.T, remote string) api.Server {
 // no token and no trust-store entry.
 func TestIncusClientPKI(t *testing.T) {
 	t.Parallel()
+	// Built (or found in the cache) before the server's clock starts: on a
+	// fresh machine the build takes minutes, and the certificates issued
+	// after it would not be valid yet by a clock read before it.
+	toolbin.Incus(t)
 	ossl := newOpenSSLCA(t, "incus-pki-ca")
 	srvCert := ossl.issue(t, "trustlog-server",
 		"subjectAltName = IP:127.0.0.1, DNS:trustlog.test\nextendedKeyUsage = serverAuth\nkeyUsage = critical, digitalSignature")
