@@ -121,14 +121,14 @@ const (
 // WithLocalUser marks a request context as coming over the local unix
 // socket from user. Hosts set it on connections of their unix listener.
 func WithLocalUser(ctx context.Context, user string) context.Context {
-	return context.WithValue(ctx, localUserKey, user)
+	return context.WithValue(hideConnMemo(ctx), localUserKey, user)
 }
 
 // WithPeerCertificates attaches a client certificate chain (leaf first)
 // that a trusted front end verified possession of, such as an AWS gateway.
 // Hosts set it; it takes the place of the TLS connection's peer certificates.
 func WithPeerCertificates(ctx context.Context, chain []*x509.Certificate) context.Context {
-	return context.WithValue(ctx, peerKey, chain)
+	return context.WithValue(hideConnMemo(ctx), peerKey, chain)
 }
 
 // WithIdentity returns ctx carrying id.
@@ -234,6 +234,9 @@ func New(model ReadModel, now func() time.Time) *Authenticator {
 // PeerCertificates returns the client certificate chain of r: from a
 // front end (WithPeerCertificates) or the TLS connection.
 func PeerCertificates(r *http.Request) []*x509.Certificate {
+	if r.TLS != nil && connMemoOf(r.Context()) != nil {
+		return r.TLS.PeerCertificates // no front end's chain where a memo is (connMemoOf)
+	}
 	if chain, ok := r.Context().Value(peerKey).([]*x509.Certificate); ok {
 		return chain
 	}
@@ -270,12 +273,12 @@ func (a *Authenticator) IdentifyAt(r *http.Request, now time.Time) *Identity {
 }
 
 func (a *Authenticator) identify(r *http.Request, now time.Time) *Identity {
-	if _, local := r.Context().Value(localUserKey).(string); !local {
-		if memo := connMemoOf(r.Context()); memo != nil {
-			if chain := PeerCertificates(r); len(chain) > 0 {
-				if c := memo.ident.Load(); c != nil && c.holds(a.model.Snapshot(), now, chain[0], r.RemoteAddr) {
-					return &c.id
-				}
+	// A memo means a TLS connection with no local user and no front end's
+	// certificates in the context (connMemoOf): its peer is r.TLS's.
+	if memo := connMemoOf(r.Context()); memo != nil && r.TLS != nil {
+		if chain := r.TLS.PeerCertificates; len(chain) > 0 {
+			if c := memo.ident.Load(); c != nil && c.holds(a.model.Snapshot(), now, chain[0], r.RemoteAddr) {
+				return &c.id
 			}
 		}
 	}

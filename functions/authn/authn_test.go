@@ -454,3 +454,38 @@ func TestIdentifyAt(t *testing.T) {
 		t.Error("fake clock: the caller's reading was used instead of the authenticator's clock")
 	}
 }
+
+// TestIdentifyMemoBypassed: a keep-alive connection's remembered identity
+// never answers for a request that carries a local user or a front end's
+// certificates, whichever was set first.
+func TestIdentifyMemoBypassed(t *testing.T) {
+	t.Parallel()
+	s := newANStack(t)
+	now := s.clock.Now()
+	trusted := newANCert(t, "kept", now.Add(-time.Hour), now.Add(time.Hour))
+	stranger := newANCert(t, "stranger", now.Add(-time.Hour), now.Add(time.Hour))
+	s.trust(trusted, events.CertificateTypeClient, false)
+	conn := authn.WithConnMemo(context.Background())
+	req := func(ctx context.Context) *http.Request {
+		r := httptest.NewRequest("GET", "/1.0", nil).WithContext(ctx)
+		r.RemoteAddr = "127.0.0.1:50000"
+		r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{trusted.X509}}
+		return r
+	}
+	// Twice: the second is answered from the memo.
+	for range 2 {
+		if id := s.auth.Identify(req(conn)); !id.Trusted || id.Method != authn.MethodTLS {
+			t.Fatalf("the connection's own certificate: %+v", id)
+		}
+	}
+	if id := s.auth.Identify(req(authn.WithLocalUser(conn, "alice"))); id.Method != authn.MethodUnix || id.Name != "alice" {
+		t.Errorf("local user over the memo: method %q name %q, want unix alice", id.Method, id.Name)
+	}
+	front := authn.WithPeerCertificates(conn, []*x509.Certificate{stranger.X509})
+	if id := s.auth.Identify(req(front)); id.Trusted || id.Fingerprint != stranger.FP {
+		t.Errorf("front end's certificate over the memo: trusted %v fingerprint %s, want the stranger's, untrusted", id.Trusted, id.Fingerprint)
+	}
+	if chain := authn.PeerCertificates(req(front)); len(chain) != 1 || chain[0] != stranger.X509 {
+		t.Error("PeerCertificates did not return the front end's chain over the memo")
+	}
+}

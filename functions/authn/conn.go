@@ -32,6 +32,13 @@ type memoIdentity struct {
 	id     Identity
 }
 
+// A memo is visible (connMemoOf) only where neither a local user nor a
+// front end's peer certificates are set: WithConnMemo adds none over them,
+// and WithLocalUser and WithPeerCertificates hide one set before them. A
+// request that finds a memo is therefore authenticated by its own TLS
+// connection's peer certificates, and Identify's keep-alive path need not
+// look for the other two (each look walks the whole context chain, one
+// cache miss per link on a loaded server).
 func connMemoOf(ctx context.Context) *connMemo {
 	memo, _ := ctx.Value(connKey{}).(*connMemo)
 	return memo
@@ -47,7 +54,18 @@ type leafPrint struct {
 // fingerprint across the requests of one connection. Use it as (or in)
 // http.Server.ConnContext of a TLS listener.
 func WithConnMemo(ctx context.Context) context.Context {
+	if ctx.Value(localUserKey) != nil || ctx.Value(peerKey) != nil {
+		return ctx // see connMemoOf
+	}
 	return context.WithValue(ctx, connKey{}, &connMemo{})
+}
+
+// hideConnMemo returns ctx in which no connection memo is visible.
+func hideConnMemo(ctx context.Context) context.Context {
+	if connMemoOf(ctx) == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, connKey{}, (*connMemo)(nil))
 }
 
 // fingerprintOf returns the SHA-256 of leaf and its hex form, remembered

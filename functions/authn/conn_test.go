@@ -33,3 +33,24 @@ func TestConnMemo(t *testing.T) {
 		t.Errorf("the memo does not hold the last certificate")
 	}
 }
+
+// TestConnMemoHidden: a memo is never visible together with a local user
+// or a front end's certificates, whichever came first.
+func TestConnMemoHidden(t *testing.T) {
+	chain := []*x509.Certificate{{Raw: []byte("front end's")}}
+	bg := context.Background()
+	memo := WithConnMemo(bg)
+	if connMemoOf(memo) == nil {
+		t.Fatal("WithConnMemo added no memo")
+	}
+	for name, ctx := range map[string]context.Context{
+		"local user over a memo":          WithLocalUser(memo, "root"),
+		"front end's chain over a memo":   WithPeerCertificates(memo, chain),
+		"a memo over a local user":        WithConnMemo(WithLocalUser(bg, "root")),
+		"a memo over a front end's chain": WithConnMemo(WithPeerCertificates(bg, chain)),
+	} {
+		if connMemoOf(ctx) != nil {
+			t.Errorf("%s: the memo is visible", name)
+		}
+	}
+}
