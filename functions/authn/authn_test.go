@@ -438,8 +438,7 @@ func TestIdentifyAt(t *testing.T) {
 	c := newANCert(t, "dated", now.Add(-time.Hour), now.Add(time.Hour))
 	s.clock.Set(now)
 	s.trust(c, events.CertificateTypeClient, false)
-	r := httptest.NewRequest("GET", "/1.0", nil)
-	r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{c.X509}}
+	r := tlsRequest(context.Background(), "127.0.0.1:50000", c.X509)
 	late := now.Add(2 * time.Hour) // past notAfter
 
 	system := authn.New(s.proj, nil)
@@ -466,12 +465,7 @@ func TestIdentifyMemoBypassed(t *testing.T) {
 	stranger := newANCert(t, "stranger", now.Add(-time.Hour), now.Add(time.Hour))
 	s.trust(trusted, events.CertificateTypeClient, false)
 	conn := authn.WithConnMemo(context.Background())
-	req := func(ctx context.Context) *http.Request {
-		r := httptest.NewRequest("GET", "/1.0", nil).WithContext(ctx)
-		r.RemoteAddr = "127.0.0.1:50000"
-		r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{trusted.X509}}
-		return r
-	}
+	req := func(ctx context.Context) *http.Request { return tlsRequest(ctx, "127.0.0.1:50000", trusted.X509) }
 	// Twice: the second is answered from the memo.
 	for range 2 {
 		if id := s.auth.Identify(req(conn)); !id.Trusted || id.Method != authn.MethodTLS {
@@ -488,4 +482,13 @@ func TestIdentifyMemoBypassed(t *testing.T) {
 	if chain := authn.PeerCertificates(req(front)); len(chain) != 1 || chain[0] != stranger.X509 {
 		t.Error("PeerCertificates did not return the front end's chain over the memo")
 	}
+}
+
+// tlsRequest is GET /1.0 in ctx from remote over TLS 1.3, its peer
+// presenting leaf.
+func tlsRequest(ctx context.Context, remote string, leaf *x509.Certificate) *http.Request {
+	r := httptest.NewRequestWithContext(ctx, "GET", "/1.0", nil)
+	r.RemoteAddr = remote
+	r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{leaf}}
+	return r
 }

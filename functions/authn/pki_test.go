@@ -453,12 +453,7 @@ func TestIdentifyKeepAlive(t *testing.T) {
 	now := pkiNow
 	a := authn.New(model, func() time.Time { return now })
 	conn := authn.WithConnMemo(context.Background())
-	request := func(remote string, leaf *pkiIssuer) *http.Request {
-		r := httptest.NewRequestWithContext(conn, "GET", "/1.0", nil)
-		r.RemoteAddr = remote
-		r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{leaf.cert}}
-		return r
-	}
+	request := func(remote string, leaf *pkiIssuer) *http.Request { return tlsRequest(conn, remote, leaf.cert) }
 	first := a.Identify(request("192.0.2.1:1000", kept))
 	if !first.Trusted || first.Address != "192.0.2.1" {
 		t.Fatalf("first request: %+v", first)

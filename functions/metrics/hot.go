@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -51,15 +52,15 @@ func (c *shardedCounter) load() uint64 {
 
 // latencyBuckets are the upper bounds (seconds) of the request duration
 // histogram.
-var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
+var latencyBuckets = [...]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}
 
 // histShard is one shard of a histogram: a count per bucket (the last for
 // observations above every bound) and the sum of the observations, as
 // float64 bits.
 type histShard struct {
-	counts [13]atomic.Uint64 // len(latencyBuckets)+1
+	counts [len(latencyBuckets) + 1]atomic.Uint64
 	sum    atomic.Uint64
-	_      [cacheLine - (14*8)%cacheLine]byte
+	_      [cacheLine - (len(latencyBuckets)+2)*8%cacheLine]byte
 }
 
 // shardedHistogram is the request duration histogram of one series.
@@ -84,7 +85,7 @@ func (h *shardedHistogram) observe(v float64) {
 // bucket. The count is the buckets' total, so a scrape that races with
 // observations still sees the buckets add up to it.
 func (h *shardedHistogram) snapshot() (count uint64, sum float64, buckets map[float64]uint64) {
-	var per [len(histShard{}.counts)]uint64
+	var per [len(latencyBuckets) + 1]uint64
 	for i := range h.s {
 		s := &h.s[i]
 		for b := range s.counts {
@@ -119,18 +120,12 @@ func (s *seriesMap[K, V]) get(k K) *V {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.m.Load()
-	var next map[K]*V
-	if old == nil {
-		next = make(map[K]*V, 1)
-	} else {
+	next := map[K]*V{}
+	if old := s.m.Load(); old != nil {
 		if v, ok := (*old)[k]; ok {
 			return v
 		}
-		next = make(map[K]*V, len(*old)+1)
-		for key, v := range *old {
-			next[key] = v
-		}
+		next = maps.Clone(*old)
 	}
 	v := new(V)
 	next[k] = v

@@ -145,12 +145,9 @@ func (c *replyCache) put(k replyKey, addresses []string, rp response.Reply) {
 	if old != nil && k.seq < old.seq {
 		return // the model has moved on
 	}
-	t := &replyTable{seq: k.seq}
-	if old == nil || k.seq > old.seq || len(old.entries) >= maxReplies {
-		t.entries = make(map[replyKey]replyEntry, 1)
-	} else {
-		t.entries = make(map[replyKey]replyEntry, len(old.entries)+1)
-		maps.Copy(t.entries, old.entries)
+	t := &replyTable{seq: k.seq, entries: map[replyKey]replyEntry{}}
+	if old != nil && k.seq == old.seq && len(old.entries) < maxReplies {
+		t.entries = maps.Clone(old.entries)
 	}
 	t.entries[k] = replyEntry{addresses: addresses, reply: rp}
 	c.table.Store(t)
