@@ -197,7 +197,7 @@ const ChallengePath = "/.well-known/acme-challenge/{token}"
 func (h *Handler) Routes(renew func(context.Context) error) []gate.Route {
 	routes := []gate.Route{{Method: "GET", Path: ChallengePath, Untrusted: true, Handler: http.HandlerFunc(h.ServeChallenge)}}
 	if renew != nil {
-		routes = append(routes, gate.Route{Method: "POST", Path: "/1.0/trustlog/acme/renew", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		routes = append(routes, gate.Route{Method: "POST", Path: "/1.0/trustlog/acme/renew", Admin: true, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !authn.FromContext(r.Context()).Admin() {
 				response.Fail(w, r, h.log, response.ErrForbidden)
 				return

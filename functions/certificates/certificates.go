@@ -53,14 +53,18 @@ func New(model commit.ReadModel, c *commit.Committer, tokens Tokens, now func() 
 	return &Handler{model: model, committer: c, tokens: tokens, now: now, log: log}
 }
 
+// maxEntryBody caps the body of a trust-store write: a certificate in
+// PEM or base64 (a few kilobytes), a name, projects, a token.
+const maxEntryBody = 256 << 10
+
 // Routes returns the routes of the handler.
 func (h *Handler) Routes() []gate.Route {
 	return []gate.Route{
 		{Method: "GET", Path: "/1.0/certificates", Handler: http.HandlerFunc(h.list)},
-		{Method: "POST", Path: "/1.0/certificates", Untrusted: true, Handler: http.HandlerFunc(h.create)},
+		{Method: "POST", Path: "/1.0/certificates", Untrusted: true, MaxBody: maxEntryBody, Handler: http.HandlerFunc(h.create)},
 		{Method: "GET", Path: "/1.0/certificates/{fingerprint}", Handler: http.HandlerFunc(h.get)},
-		{Method: "PUT", Path: "/1.0/certificates/{fingerprint}", Handler: http.HandlerFunc(h.put)},
-		{Method: "PATCH", Path: "/1.0/certificates/{fingerprint}", Handler: http.HandlerFunc(h.patch)},
+		{Method: "PUT", Path: "/1.0/certificates/{fingerprint}", MaxBody: maxEntryBody, Handler: http.HandlerFunc(h.put)},
+		{Method: "PATCH", Path: "/1.0/certificates/{fingerprint}", MaxBody: maxEntryBody, Handler: http.HandlerFunc(h.patch)},
 		{Method: "DELETE", Path: "/1.0/certificates/{fingerprint}", Handler: http.HandlerFunc(h.delete)},
 	}
 }

@@ -35,8 +35,86 @@ type Route struct {
 	// (an OIDC user nobody granted anything yet). Everywhere else they are
 	// refused.
 	Ungranted bool
+	// Admin admits only identities with full access (authn.Identity.Admin).
+	// The others are refused with NotAdmin before the handler runs, so
+	// before a byte of the request body is read.
+	Admin bool
+	// NotAdmin is the refusal of a caller without full access on an Admin
+	// route; nil means response.ErrForbidden.
+	NotAdmin error
+	// MaxBody caps the request body: what the route needs, at most. Zero
+	// means DefaultMaxBody. A caller who is not trusted never gets more
+	// than UntrustedMaxBody, whatever the route allows.
+	MaxBody int64
 	// Handler serves the route; authn.FromContext gives it the caller.
 	Handler http.Handler
+}
+
+// Body caps of the gate.
+const (
+	// DefaultMaxBody is the body cap of a route that sets none (Incus's
+	// limit too).
+	DefaultMaxBody = 1 << 20
+	// UntrustedMaxBody caps the body of a caller who did not authenticate
+	// (a token redemption, say, needs a few kilobytes).
+	UntrustedMaxBody = 64 << 10
+)
+
+// FrontDoor is the policy of the requests no route serves, when the gate
+// has a Fallback (and of every request the Lambda authorizer decides for
+// an API behind Trustlog): trusted callers with some access; metrics
+// certificates and untrusted callers are refused.
+var FrontDoor = Route{Path: "/"}
+
+// errNotAuthorized is the default refusal.
+var errNotAuthorized error = response.ErrForbidden
+
+// Decide is the admission rule of a route, shared by the gate and the
+// Lambda authorizer so that the two cannot drift: given the identity authn
+// found for r, it returns the identity the route's handler is to see (a
+// metrics certificate counts as untrusted off the routes that admit it)
+// or the refusal, an error for the API's envelope. The returned pointer is
+// id itself when the identity is unchanged; neither is modified.
+//
+// An admitted identity may still be untrusted (on routes with an
+// untrusted view); callers that admit only authenticated requests, like
+// the authorizer, must check Trusted too.
+func Decide(id *authn.Identity, rt Route, r *http.Request) (*authn.Identity, error) {
+	id, _, err := decide(id, rt, r)
+	return id, err
+}
+
+// decide is Decide, also reporting whether the identity passed the trust
+// check (what the Observer counts as admitted).
+func decide(id *authn.Identity, rt Route, r *http.Request) (_ *authn.Identity, trusted bool, _ error) {
+	if id.Trusted && id.Type == events.CertificateTypeMetrics && !rt.Metrics {
+		id = &authn.Identity{Address: id.Address, Fingerprint: id.Fingerprint, PeerCertificate: id.PeerCertificate}
+	}
+	if !id.Trusted && !(rt.Untrusted && !expectsAuth(r)) {
+		return id, false, errNotAuthorized
+	}
+	if id.Ungranted() && !rt.Ungranted {
+		return id, true, errUngranted
+	}
+	if rt.Admin && !id.Admin() {
+		if rt.NotAdmin != nil {
+			return id, true, rt.NotAdmin
+		}
+		return id, true, errNotAuthorized
+	}
+	return id, true, nil
+}
+
+// bodyLimit is the body cap of rt for id.
+func bodyLimit(rt Route, id *authn.Identity) int64 {
+	limit := rt.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	if !id.Trusted && limit > UntrustedMaxBody {
+		limit = UntrustedMaxBody
+	}
+	return limit
 }
 
 // Observer is told about every decision and response; metrics implement it.
@@ -104,9 +182,16 @@ var (
 // errUngranted refuses an identity that holds no access yet.
 var errUngranted = response.Forbidden("This identity has no access yet: an administrator must grant it (trustlog auth identity grant)")
 
-// New returns a handler serving routes behind the gate. Unknown paths get a
-// 404 in the error envelope.
-func New(cfg Config, routes ...Route) http.Handler {
+// Gate serves routes behind the admission rule. It is an http.Handler.
+type Gate struct {
+	rt       *router
+	routes   []Route
+	patterns map[string]int // mux pattern → index in routes
+}
+
+// New returns the gate serving routes. Unknown paths get a 404 in the
+// error envelope, or go to cfg.Fallback.
+func New(cfg Config, routes ...Route) *Gate {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -114,18 +199,39 @@ func New(cfg Config, routes ...Route) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now, cfg.systemClock = time.Now, true
 	}
-	rt := newRouter()
-	for _, route := range routes {
-		rt.handle(route.Method, route.Path, admit(cfg, log, route))
+	g := &Gate{rt: newRouter(), routes: routes, patterns: make(map[string]int, len(routes))}
+	for i, route := range routes {
+		g.rt.handle(route.Method, route.Path, admit(cfg, log, route))
+		g.patterns[route.Method+" "+route.Path] = i
 	}
 	if cfg.Fallback != nil {
-		rt.handle("", "/", admit(cfg, log, Route{Path: "/", Handler: cfg.Fallback}))
+		fd := FrontDoor
+		fd.Handler = cfg.Fallback
+		g.rt.handle("", "/", admit(cfg, log, fd))
 	} else {
-		rt.handle("", "/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.rt.handle("", "/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			response.Fail(w, r, log, response.ErrNotFound)
 		}))
 	}
-	return rt
+	return g
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.rt.ServeHTTP(w, r) }
+
+// Routes returns the routes the gate serves, in the order given to New.
+// The slice is shared: callers must not modify it.
+func (g *Gate) Routes() []Route { return g.routes }
+
+// Match returns the route that serves r (as ServeHTTP would choose it), or
+// false when none does: an unknown path, or one the mux would redirect.
+func (g *Gate) Match(r *http.Request) (Route, bool) {
+	_, pattern := g.rt.mux.Handler(r)
+	i, ok := g.patterns[pattern]
+	if !ok {
+		return Route{}, false
+	}
+	return g.routes[i], true
 }
 
 // router finds the routes without wildcards by an exact lookup of method
@@ -227,28 +333,34 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 				return
 			}
 		}
-		if id.Trusted && id.Type == events.CertificateTypeMetrics && !rt.Metrics {
-			id, shared = authn.Identity{Address: id.Address, Fingerprint: id.Fingerprint, PeerCertificate: id.PeerCertificate}, nil
-		}
-		admitted := id.Trusted || (rt.Untrusted && !expectsAuth(r))
-		if obs != nil {
-			obs.Authenticated(id, admitted)
-		}
-		if !admitted {
-			response.Fail(w, r, log, response.ErrForbidden)
-			return
-		}
-		if id.Ungranted() && !rt.Ungranted {
-			response.Fail(w, r, log, errUngranted)
-			return
-		}
 		if shared == nil {
 			// A copy, not &id: taking id's address would move it to the
 			// heap on every request, shared or not.
 			shared = new(authn.Identity)
 			*shared = id
 		}
-		rt.Handler.ServeHTTP(w, r.WithContext(authn.WithIdentityOf(r.Context(), shared)))
+		decided, admitted, err := decide(shared, rt, r)
+		if decided != shared {
+			id = *decided
+		}
+		if obs != nil {
+			obs.Authenticated(id, admitted)
+		}
+		if err != nil {
+			response.Fail(w, r, log, err)
+			return
+		}
+		if r.ContentLength != 0 {
+			// Only now, admitted, is the body read, and no further than
+			// this route needs.
+			limit := bodyLimit(rt, decided)
+			if r.ContentLength > limit {
+				response.Fail(w, r, log, &http.MaxBytesError{Limit: limit})
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		rt.Handler.ServeHTTP(w, r.WithContext(authn.WithIdentityOf(r.Context(), decided)))
 	})
 }
 

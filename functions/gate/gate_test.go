@@ -113,6 +113,20 @@ type fixture struct {
 
 func newFixture(t *testing.T, trust ...events.CertificateTrusted) *fixture {
 	t.Helper()
+	return newFixtureWith(t, []gate.Route{
+		{Method: "GET", Path: "/open", Untrusted: true, Handler: http.HandlerFunc(echo)},
+		{Method: "GET", Path: "/closed", Handler: http.HandlerFunc(echo)},
+		{Method: "GET", Path: "/metrics", Metrics: true, Handler: http.HandlerFunc(echo)},
+		{Method: "POST", Path: "/open", Untrusted: true, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			response.Created(w, "/open/1")
+		})},
+	}, trust...)
+}
+
+// newFixtureWith is a gate over routes on a TLS server, with trust in its
+// trust store.
+func newFixtureWith(t *testing.T, routes []gate.Route, trust ...events.CertificateTrusted) *fixture {
+	t.Helper()
 	st, _ := natstest.OpenStore(t)
 	p := projections.NewProjector(st, projections.ProjectorConfig{Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -135,14 +149,7 @@ func newFixture(t *testing.T, trust ...events.CertificateTrusted) *fixture {
 		Observer:      obs,
 		Now:           (&stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}).Now,
 		Logger:        slog.New(slog.DiscardHandler),
-	},
-		gate.Route{Method: "GET", Path: "/open", Untrusted: true, Handler: http.HandlerFunc(echo)},
-		gate.Route{Method: "GET", Path: "/closed", Handler: http.HandlerFunc(echo)},
-		gate.Route{Method: "GET", Path: "/metrics", Metrics: true, Handler: http.HandlerFunc(echo)},
-		gate.Route{Method: "POST", Path: "/open", Untrusted: true, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			response.Created(w, "/open/1")
-		})},
-	)
+	}, routes...)
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequestClientCert}
 	srv.StartTLS()

@@ -65,18 +65,22 @@ func New(model commit.ReadModel, c *commit.Committer, tokens Tokens, now func() 
 	return &Handler{model: model, committer: c, tokens: tokens, now: now, log: log}
 }
 
+// maxIdentityBody caps the body of an identity write: a name, a grant, a
+// token or a certificate.
+const maxIdentityBody = 256 << 10
+
 // Routes returns the routes of the handler.
 func (h *Handler) Routes() []gate.Route {
 	return []gate.Route{
 		{Method: "GET", Path: "/1.0/auth/identities", Handler: http.HandlerFunc(h.list)},
 		{Method: "GET", Path: "/1.0/auth/identities/current", Ungranted: true, Handler: http.HandlerFunc(h.current)},
 		{Method: "GET", Path: "/1.0/auth/identities/{method}", Handler: http.HandlerFunc(h.list)},
-		{Method: "POST", Path: "/1.0/auth/identities/tls", Untrusted: true, Handler: http.HandlerFunc(h.createTLS)},
-		{Method: "POST", Path: "/1.0/auth/identities/oidc", Handler: http.HandlerFunc(h.createOIDC)},
+		{Method: "POST", Path: "/1.0/auth/identities/tls", Untrusted: true, MaxBody: maxIdentityBody, Handler: http.HandlerFunc(h.createTLS)},
+		{Method: "POST", Path: "/1.0/auth/identities/oidc", Admin: true, MaxBody: maxIdentityBody, Handler: http.HandlerFunc(h.createOIDC)},
 		{Method: "GET", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.get)},
-		{Method: "PUT", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.grant)},
-		{Method: "PATCH", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.grant)},
-		{Method: "DELETE", Path: "/1.0/auth/identities/{method}/{id}", Handler: http.HandlerFunc(h.remove)},
+		{Method: "PUT", Path: "/1.0/auth/identities/{method}/{id}", Admin: true, MaxBody: maxIdentityBody, Handler: http.HandlerFunc(h.grant)},
+		{Method: "PATCH", Path: "/1.0/auth/identities/{method}/{id}", Admin: true, MaxBody: maxIdentityBody, Handler: http.HandlerFunc(h.grant)},
+		{Method: "DELETE", Path: "/1.0/auth/identities/{method}/{id}", Admin: true, Handler: http.HandlerFunc(h.remove)},
 	}
 }
 

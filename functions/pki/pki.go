@@ -69,6 +69,9 @@ type CRLPut struct {
 // of 100,000 serials is about 3.5 MB of DER, 4.7 MB in base64.
 const MaxCRLBody = 32 << 20
 
+// maxCABody caps PUT /1.0/trustlog/pki/ca: one PEM certificate.
+const maxCABody = 256 << 10
+
 // Handler serves the PKI routes.
 type Handler struct {
 	model     commit.ReadModel
@@ -89,9 +92,9 @@ func New(model commit.ReadModel, c *commit.Committer, now func() time.Time, log 
 func (h *Handler) Routes() []gate.Route {
 	return []gate.Route{
 		{Method: "GET", Path: "/1.0/trustlog/pki/ca", Handler: http.HandlerFunc(h.getCA)},
-		{Method: "PUT", Path: "/1.0/trustlog/pki/ca", Handler: http.HandlerFunc(h.putCA)},
+		{Method: "PUT", Path: "/1.0/trustlog/pki/ca", Admin: true, MaxBody: maxCABody, Handler: http.HandlerFunc(h.putCA)},
 		{Method: "GET", Path: "/1.0/trustlog/pki/crl", Handler: http.HandlerFunc(h.getCRL)},
-		{Method: "PUT", Path: "/1.0/trustlog/pki/crl", Handler: http.HandlerFunc(h.putCRL)},
+		{Method: "PUT", Path: "/1.0/trustlog/pki/crl", Admin: true, MaxBody: MaxCRLBody, Handler: http.HandlerFunc(h.putCRL)},
 	}
 }
 

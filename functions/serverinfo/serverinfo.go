@@ -181,8 +181,8 @@ func (h *Handler) Routes() []gate.Route {
 		{Method: "GET", Path: "/{$}", Untrusted: true, Ungranted: true, Handler: http.HandlerFunc(h.root)},
 		{Method: "GET", Path: "/1.0", Untrusted: true, Ungranted: true, Handler: http.HandlerFunc(h.get)},
 		{Method: "GET", Path: "/1.0/{$}", Untrusted: true, Ungranted: true, Handler: http.HandlerFunc(h.get)},
-		{Method: "PUT", Path: "/1.0", Handler: http.HandlerFunc(h.put)},
-		{Method: "PATCH", Path: "/1.0", Handler: http.HandlerFunc(h.patch)},
+		{Method: "PUT", Path: "/1.0", Admin: true, NotAdmin: errRestricted, MaxBody: maxConfigBody, Handler: http.HandlerFunc(h.put)},
+		{Method: "PATCH", Path: "/1.0", Admin: true, NotAdmin: errRestricted, MaxBody: maxConfigBody, Handler: http.HandlerFunc(h.patch)},
 	}
 }
 
@@ -277,6 +277,14 @@ func environment(k replyKey, certPEM string, addresses []string) *api.ServerEnvi
 	}
 }
 
+// errRestricted refuses a configuration change by a caller without full
+// access, in Incus's words.
+var errRestricted = response.Forbidden("Certificate is restricted")
+
+// maxConfigBody caps a PUT or PATCH of the server configuration: a few
+// dozen keys with short values need a few kilobytes.
+const maxConfigBody = 256 << 10
+
 func (h *Handler) put(w http.ResponseWriter, r *http.Request) { h.update(w, r, false) }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request) { h.update(w, r, true) }
@@ -287,7 +295,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) { h.update(w, r,
 func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
 	id := authn.FromContext(r.Context())
 	if !id.Admin() {
-		response.Fail(w, r, h.log, response.Forbidden("Certificate is restricted"))
+		response.Fail(w, r, h.log, errRestricted)
 		return
 	}
 	var body api.ServerPut

@@ -120,7 +120,7 @@ func (c Config) Validate() error {
 // Service is the API: an http.Handler, plus the background work its
 // functions need (expiring tokens).
 type Service struct {
-	handler http.Handler
+	handler *gate.Gate
 	tokens  *tokens.Handler
 	denials *denials.Recorder
 }
@@ -136,6 +136,19 @@ func (s *Service) RunDenials(ctx context.Context, interval time.Duration) {
 
 // ServeHTTP implements http.Handler.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Routes returns the routes the API serves (shared: do not modify).
+func (s *Service) Routes() []gate.Route { return s.handler.Routes() }
+
+// Policy returns the route that decides r: the one serving it, or
+// gate.FrontDoor for a request no route serves. The Lambda authorizer
+// decides with it, as the gate does.
+func (s *Service) Policy(r *http.Request) gate.Route {
+	if rt, ok := s.handler.Match(r); ok {
+		return rt
+	}
+	return gate.FrontDoor
+}
 
 // Sweep expires the tokens whose expiry has passed at now.
 func (s *Service) Sweep(ctx context.Context, now time.Time) (int, error) {

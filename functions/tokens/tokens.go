@@ -85,7 +85,7 @@ func (h *Handler) Routes() []gate.Route {
 	return []gate.Route{
 		{Method: "GET", Path: "/1.0/operations", Handler: http.HandlerFunc(h.list)},
 		{Method: "GET", Path: "/1.0/operations/{id}", Handler: http.HandlerFunc(h.get)},
-		{Method: "DELETE", Path: "/1.0/operations/{id}", Handler: http.HandlerFunc(h.cancel)},
+		{Method: "DELETE", Path: "/1.0/operations/{id}", Admin: true, Handler: http.HandlerFunc(h.cancel)},
 	}
 }
 

@@ -11,20 +11,28 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/trustlog/trustlog/functions/authn"
+	"github.com/trustlog/trustlog/functions/gate"
 )
 
 // Decision is what the authorizer decided about one request.
 type Decision struct {
 	Allow bool
 	// Context is passed to the backend (requestContext.authorizer):
-	// identity name, fingerprint, method, restricted and projects.
+	// identity name, fingerprint, method, certificate type, restricted and
+	// projects.
 	Context map[string]any
 }
 
 // Authorize decides a request the authorizer sees, with the same authn as
-// the functions: the client certificate from the gateway, or a bearer
-// token. Trusted identities with some access are allowed; untrusted,
-// revoked, expired and ungranted ones are denied.
+// the functions (the client certificate from the gateway, or a bearer
+// token) and the same admission rule as the gate (gate.Decide), under the
+// policy of the route the request names: a Trustlog route's own (a metrics
+// certificate is allowed on GET /1.0/metrics only, a restricted caller on
+// no admin-only route), and for any other path the front door's (trusted
+// callers with some access). Only an authenticated caller is ever
+// allowed: the untrusted view some routes give is not a pass to an API
+// behind the authorizer. Unknown, removed, revoked, expired and ungranted
+// callers are denied.
 func (h *Host) Authorize(ctx context.Context, method, path string, header http.Header, query url.Values, certPEM string) Decision {
 	if err := h.catchUp(ctx); err != nil {
 		return Decision{}
@@ -46,15 +54,17 @@ func (h *Host) Authorize(ctx context.Context, method, path string, header http.H
 		}
 		r = r.WithContext(authn.WithPeerCertificates(r.Context(), chain))
 	}
-	id := h.auth.Authenticate(r)
-	if !id.Trusted || id.Ungranted() {
+	found := h.auth.Authenticate(r)
+	id, err := gate.Decide(&found, h.svc.Policy(r), r)
+	if err != nil || !id.Trusted {
 		return Decision{}
 	}
 	return Decision{Allow: true, Context: map[string]any{
 		"name":        id.Name,
 		"fingerprint": id.Fingerprint,
 		"method":      id.Method,
-		"restricted":  id.Restricted,
+		"type":        id.Type,
+		"restricted":  id.Restricted || !id.Admin(),
 		"projects":    strings.Join(id.Projects, ","),
 	}}
 }
