@@ -399,16 +399,11 @@ func (d *Daemon) listenUnix() error {
 }
 
 func (d *Daemon) tlsConfig() *tls.Config {
-	minVersion := uint16(tls.VersionTLS13)
-	if d.cfg.InsecureTLS {
-		minVersion = tls.VersionTLS12
-	}
-	return &tls.Config{
-		MinVersion:     minVersion,
-		ClientAuth:     tls.RequestClientCert,
-		GetCertificate: d.cert.getCertificate,
-		NextProtos:     []string{"h2", "http/1.1"},
-	}
+	cfg := ServerTLSConfig(d.cfg.InsecureTLS)
+	cfg.ClientAuth = tls.RequestClientCert
+	cfg.GetCertificate = d.cert.getCertificate
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	return cfg
 }
 
 // reconcileHTTPS makes the HTTPS listener match core.https_address: it binds
