@@ -16,6 +16,9 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation"
 	"github.com/awslabs/goformation/v7/cloudformation/serverless"
 	"github.com/awslabs/goformation/v7/intrinsics"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/trustlog/trustlog/functions/frontdoor"
 )
 
 // open parses a template, resolving Ref to "ref:<name>" (a list of one
@@ -174,6 +177,82 @@ func TestSAMTemplate(t *testing.T) {
 	if protected.Auth.DefaultAuthorizer == nil || *protected.Auth.DefaultAuthorizer != "TrustlogAuthorizer" ||
 		a["EnableSimpleResponses"] != true || identity["ReauthorizeEvery"] != float64(0) {
 		t.Errorf("ProtectedApi authorizer: default %v, settings %+v (want simple responses, caching off)", protected.Auth.DefaultAuthorizer, a)
+	}
+}
+
+// authorizerKeys maps each header of package frontdoor to the key of the
+// Lambda authorizer's context (functions/lambda/host) it is taken from.
+var authorizerKeys = map[string]string{
+	frontdoor.HeaderIdentity:    "name",
+	frontdoor.HeaderFingerprint: "fingerprint",
+	frontdoor.HeaderMethod:      "method",
+	frontdoor.HeaderType:        "type",
+	frontdoor.HeaderRestricted:  "restricted",
+	frontdoor.HeaderProjects:    "projects",
+}
+
+// lookalikes returns the spellings of header h that API Gateway treats as
+// other headers but a CGI or WSGI backend reads as h: every "-" written as
+// "-" or "_", h itself left out. Case matters to neither.
+func lookalikes(h string) []string {
+	out := []string{""}
+	for _, r := range h {
+		var next []string
+		for _, prefix := range out {
+			next = append(next, prefix+string(r))
+			if r == '-' {
+				next = append(next, prefix+"_")
+			}
+		}
+		out = next
+	}
+	return slices.DeleteFunc(out, func(s string) bool { return s == h })
+}
+
+// TestProtectedApiIdentityHeaders: ProtectedApi gives its backend every
+// identity header of package frontdoor, overwritten from the authorizer's
+// context (an append would keep a client's copy next to ours), removes
+// their "_" spellings, and maps no other X-Trustlog header.
+func TestProtectedApiIdentityHeaders(t *testing.T) {
+	t.Parallel()
+	if got := lookalikes("X-A-B"); !slices.Equal(got, []string{"X-A_B", "X_A-B", "X_A_B"}) {
+		t.Fatalf("lookalikes(X-A-B) = %v", got)
+	}
+	tpl := open(t, "template.yaml")
+	protected, err := tpl.GetServerlessHttpApiWithName("ProtectedApi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var node any = protected.DefinitionBody
+	for _, k := range []string{"paths", "/{proxy+}", "x-amazon-apigateway-any-method", "x-amazon-apigateway-integration", "requestParameters"} {
+		m, _ := node.(map[string]any)
+		node = m[k]
+	}
+	params, ok := node.(map[string]any)
+	if !ok {
+		t.Fatalf("ProtectedApi's integration has no requestParameters: %v", node)
+	}
+	want := map[string]any{}
+	for _, h := range frontdoor.Headers() {
+		key, ok := authorizerKeys[h]
+		if !ok {
+			t.Errorf("%s: no authorizer context key known for it", h)
+			continue
+		}
+		want["overwrite:header."+h] = "$context.authorizer." + key
+		for _, l := range lookalikes(h) {
+			want["remove:header."+l] = "''"
+		}
+	}
+	got := map[string]any{}
+	for k, v := range params {
+		action, name, _ := strings.Cut(k, ":header.")
+		if name != "" && frontdoor.Reserved(name) {
+			got[action+":header."+name] = v
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ProtectedApi X-Trustlog header mappings (-want +got):\n%s", diff)
 	}
 }
 
