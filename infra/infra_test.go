@@ -256,10 +256,19 @@ func TestProtectedApiIdentityHeaders(t *testing.T) {
 	}
 }
 
+// aeadPolicies are the ALB security policies whose TLS 1.2 suites, if
+// any, are all ECDHE with AES-GCM: the rule of daemon.ServerTLSConfig.
+var aeadPolicies = []string{
+	"ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+	"ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+	"ELBSecurityPolicy-TLS13-1-3-2021-06",
+}
+
 // TestALBTemplate parses infra/alb.yaml: an HTTPS listener in mutual TLS
-// passthrough mode forwarding to a Lambda target group of the all-in-one
-// function with TRUSTLOG_GATEWAY=alb, and a port-80 listener that sends
-// ACME challenges there and everything else to HTTPS.
+// passthrough mode, with TLS 1.2 limited to AEAD suites, forwarding to a
+// Lambda target group of the all-in-one function with
+// TRUSTLOG_GATEWAY=alb, and a port-80 listener that sends ACME challenges
+// there and everything else to HTTPS.
 func TestALBTemplate(t *testing.T) {
 	t.Parallel()
 	tpl := open(t, "alb.yaml")
@@ -270,6 +279,13 @@ func TestALBTemplate(t *testing.T) {
 			https = true
 			if l.MutualAuthentication == nil || l.MutualAuthentication.Mode == nil || *l.MutualAuthentication.Mode != "passthrough" {
 				t.Errorf("%s: mutual TLS is not in passthrough mode", name)
+			}
+			policy := ""
+			if l.SslPolicy != nil {
+				policy = *l.SslPolicy
+			}
+			if !slices.Contains(aeadPolicies, policy) {
+				t.Errorf("%s: security policy %q allows TLS 1.2 suites other than ECDHE with AES-GCM", name, policy)
 			}
 		case l.Port != nil && *l.Port == 80:
 			http = true
