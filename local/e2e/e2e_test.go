@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trustlog/trustlog/events/natsstore"
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/local/daemon"
 )
@@ -40,8 +41,9 @@ type server struct {
 	admin *http.Client
 	log   *bytes.Buffer
 
-	mu      sync.Mutex
-	secrets []string // token secrets handed out in the test
+	mu        sync.Mutex
+	secrets   []string // token secrets handed out in the test
+	storeDirs []string // JetStream directories besides <data dir>/nats/jetstream
 }
 
 // newServer wraps a started daemon. When the test ends (before the daemon
@@ -57,42 +59,101 @@ func newServer(t testing.TB, d *daemon.Daemon, log *bytes.Buffer) *server {
 	return s
 }
 
+// storeAt names the JetStream directory (server.StoreDir) of an external
+// NATS server the daemon uses, for the secret scan to read should the
+// server be shut down before the test ends.
+func (s *server) storeAt(dir string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.storeDirs = append(s.storeDirs, dir)
+}
+
 // scanForSecrets fails the test if any stored event holds a private key or
-// a token secret handed out during the test.
+// a token secret handed out during the test, or if no event can be read.
+// It reads the stream; when the stream is gone (the test shut its NATS
+// server down, or closed the daemon) it reads the stream's files on disk.
 func (s *server) scanForSecrets(t testing.TB) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	lctx, lcancel := context.WithTimeout(ctx, time.Second)
-	last, err := s.d.Store().LastSeq(lctx)
-	lcancel()
-	if err != nil {
-		// Only tests that take the stream away get here.
-		t.Logf("secret scan skipped, the stream is unreachable: %v", err)
-		return
-	}
-	recs, err := s.d.Store().Read(ctx, 1, last)
-	if err != nil {
-		t.Errorf("secret scan: %v", err)
-		return
-	}
 	s.mu.Lock()
 	secrets := slices.Clone(s.secrets)
 	s.mu.Unlock()
-	for _, rec := range recs {
-		if bytes.Contains(rec.Raw, []byte("PRIVATE KEY")) {
-			t.Errorf("event %d holds a private key", rec.Seq)
-		}
-		for _, secret := range secrets {
-			if bytes.Contains(rec.Raw, []byte(secret)) {
-				t.Errorf("event %d holds a token secret", rec.Seq)
-			}
-		}
-	}
 	for _, secret := range secrets {
 		if strings.Contains(s.log.String(), secret) {
 			t.Error("a token secret appears in the daemon's log")
 		}
 	}
+	stored, err := s.streamEvents()
+	if err != nil {
+		files, ferr := s.storeFiles()
+		if ferr != nil {
+			t.Errorf("secret scan: the stream is unreachable (%v), and its files too: %v", err, ferr)
+			return
+		}
+		stored = files
+	}
+	for where, raw := range stored {
+		if bytes.Contains(raw, []byte("PRIVATE KEY")) {
+			t.Errorf("%s holds a private key", where)
+		}
+		for _, secret := range secrets {
+			if bytes.Contains(raw, []byte(secret)) {
+				t.Errorf("%s holds a token secret", where)
+			}
+		}
+	}
+}
+
+// streamEvents reads every event of the stream, by "event <seq>".
+func (s *server) streamEvents() (map[string][]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+	last, err := s.d.Store().LastSeq(lctx)
+	lcancel()
+	if err != nil {
+		return nil, err
+	}
+	recs, err := s.d.Store().Read(ctx, 1, last)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(recs))
+	for _, rec := range recs {
+		out[fmt.Sprintf("event %d", rec.Seq)] = rec.Raw
+	}
+	return out, nil
+}
+
+// storeFiles reads the message blocks of the stream in the JetStream
+// directories (<data dir>/nats/jetstream, the embedded server's, and those
+// given to storeAt), by file name. It fails if there are none, or if none holds an
+// event in clear (a compressed or encrypted store could not be scanned).
+func (s *server) storeFiles() (map[string][]byte, error) {
+	s.mu.Lock()
+	dirs := append([]string{filepath.Join(filepath.Dir(s.d.UnixSocket()), "nats", "jetstream")}, s.storeDirs...)
+	s.mu.Unlock()
+	out := map[string][]byte{}
+	inClear := false
+	for _, dir := range dirs {
+		blocks, err := filepath.Glob(filepath.Join(dir, "*", "streams", natsstore.DefaultStream, "msgs", "*.blk"))
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range blocks {
+			raw, err := os.ReadFile(b)
+			if err != nil {
+				return nil, err
+			}
+			out[b] = raw
+			inClear = inClear || bytes.Contains(raw, []byte(`"specversion"`))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no message block of stream %s under %v", natsstore.DefaultStream, dirs)
+	}
+	if !inClear {
+		return nil, fmt.Errorf("no event in clear in the %d message blocks under %v", len(out), dirs)
+	}
+	return out, nil
 }
 
 func start(t *testing.T) *server {

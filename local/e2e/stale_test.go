@@ -30,6 +30,7 @@ func TestStaleFailsClosed(t *testing.T) {
 	}
 	t.Cleanup(func() { d.Close() })
 	s := newServer(t, d, nil)
+	s.storeAt(ns.StoreDir()) // the stream's files, for the secret scan once ns is down
 	if code, env := s.configure(t, map[string]string{"core.max_staleness": "1s"}); code != 200 {
 		t.Fatalf("set core.max_staleness: %d %s", code, env.Error)
 	}
