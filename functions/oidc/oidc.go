@@ -5,9 +5,11 @@
 //
 // Access tokens must be JWTs (as Incus requires). They are verified
 // offline with coreos/go-oidc: exact issuer, signature through the issuer's
-// JWKS (fetched lazily, refreshed on an unknown key id), expiry, and the
-// audience. A verified token is remembered by its SHA-256 until it expires,
-// so the signature is checked once per token, not per request.
+// JWKS, expiry, and the audience. The JWKS is fetched lazily and refreshed
+// for a token with an unknown key id at most once per KeyRefreshInterval,
+// so forged tokens cannot make the server hammer the provider. A verified
+// token is remembered by its SHA-256 until it expires, so the signature is
+// checked once per token, not per request.
 package oidc
 
 import (
@@ -153,6 +155,7 @@ func cacheKeyOf(m *projections.Model) cacheKey {
 // issuer is the discovery state of one issuer URL.
 type issuer struct {
 	provider *gooidc.Provider
+	keys     *keySet // the provider's JWKS, set with provider
 	err      error
 	retry    time.Time     // when a failed discovery may be tried again
 	backoff  time.Duration // the wait after the last failure
@@ -195,26 +198,35 @@ func (v *Verifier) Discover(ctx context.Context, issuerURL string) error {
 	if err != nil {
 		return fmt.Errorf("discovery of %q failed: %w", issuerURL, err)
 	}
-	var doc struct {
-		JWKS string `json:"jwks_uri"`
-	}
-	if err := p.Claims(&doc); err != nil || doc.JWKS == "" {
-		return fmt.Errorf("discovery of %q failed: the provider names no jwks_uri", issuerURL)
+	jwks, err := jwksOf(p)
+	if err != nil {
+		return fmt.Errorf("discovery of %q failed: %w", issuerURL, err)
 	}
 	v.mu.Lock()
 	if st := v.issuers[issuerURL]; st == nil || st.running == nil {
-		v.issuers[issuerURL] = &issuer{provider: p}
+		v.issuers[issuerURL] = &issuer{provider: p, keys: newKeySet(jwks, v.client, v.now)}
 	}
 	v.mu.Unlock()
 	return nil
 }
 
-// provider returns the discovered provider of issuerURL. It discovers it
-// on first use and, after a failure, again only once the backoff (doubling
-// from 5 s to 5 min) has passed, so a provider that is down is not
-// hammered. One discovery runs at a time per issuer; callers wait for it
-// as long as ctx allows.
-func (v *Verifier) provider(ctx context.Context, issuerURL string) (*gooidc.Provider, error) {
+// jwksOf returns the jwks_uri of a discovered provider.
+func jwksOf(p *gooidc.Provider) (string, error) {
+	var doc struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&doc); err != nil || doc.JWKS == "" {
+		return "", errors.New("the provider names no jwks_uri")
+	}
+	return doc.JWKS, nil
+}
+
+// provider returns the key set of the discovered provider of issuerURL.
+// It discovers it on first use and, after a failure, again only once the
+// backoff (doubling from 5 s to 5 min) has passed, so a provider that is
+// down is not hammered. One discovery runs at a time per issuer; callers
+// wait for it as long as ctx allows.
+func (v *Verifier) provider(ctx context.Context, issuerURL string) (*keySet, error) {
 	v.mu.Lock()
 	st := v.issuers[issuerURL]
 	if st == nil {
@@ -223,7 +235,7 @@ func (v *Verifier) provider(ctx context.Context, issuerURL string) (*gooidc.Prov
 	}
 	if st.provider != nil {
 		v.mu.Unlock()
-		return st.provider, nil
+		return st.keys, nil
 	}
 	if st.running == nil && !v.now().Before(st.retry) {
 		st.running = make(chan struct{})
@@ -241,7 +253,7 @@ func (v *Verifier) provider(ctx context.Context, issuerURL string) (*gooidc.Prov
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return st.provider, st.err
+	return st.keys, st.err
 }
 
 // discover runs one discovery of st in the background.
@@ -249,13 +261,17 @@ func (v *Verifier) discover(issuerURL string, st *issuer) {
 	ctx, cancel := context.WithTimeout(gooidc.ClientContext(context.Background(), v.client), 10*time.Second)
 	defer cancel()
 	p, err := gooidc.NewProvider(ctx, issuerURL)
+	var jwks string
+	if err == nil {
+		jwks, err = jwksOf(p)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err != nil {
 		st.backoff = min(max(2*st.backoff, 5*time.Second), 5*time.Minute)
 		st.err, st.retry = err, v.now().Add(st.backoff)
 	} else {
-		st.provider, st.err, st.backoff = p, nil, 0
+		st.provider, st.keys, st.err, st.backoff = p, newKeySet(jwks, v.client, v.now), nil, 0
 	}
 	close(st.running)
 	st.running = nil
@@ -271,8 +287,8 @@ func (v *Verifier) Ready(ctx context.Context, m *projections.Model) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	p, _ := v.provider(ctx, m.ConfigValue(KeyIssuer))
-	return p != nil
+	keys, _ := v.provider(ctx, m.ConfigValue(KeyIssuer))
+	return keys != nil
 }
 
 // readyWait bounds how long GET /1.0 waits for a discovery in flight.
@@ -303,7 +319,7 @@ func (v *Verifier) Verify(ctx context.Context, m *projections.Model, raw string)
 	if c, ok := v.cached(key, setKey, now); ok {
 		return c, nil
 	}
-	p, err := v.provider(ctx, s.Issuer)
+	keys, err := v.provider(ctx, s.Issuer)
 	if err != nil {
 		return authn.OIDCClaims{}, errToken
 	}
@@ -316,10 +332,9 @@ func (v *Verifier) Verify(ctx context.Context, m *projections.Model, raw string)
 			auds = append(auds, s.DeviceClientID)
 		}
 	}
-	vctx := gooidc.ClientContext(ctx, v.client)
 	var tok *gooidc.IDToken
 	for _, aud := range auds {
-		tok, err = p.Verifier(&gooidc.Config{ClientID: aud, SupportedSigningAlgs: signingAlgs, Now: v.now}).Verify(vctx, raw)
+		tok, err = gooidc.NewVerifier(s.Issuer, keys, &gooidc.Config{ClientID: aud, SupportedSigningAlgs: signingAlgs, Now: v.now}).Verify(ctx, raw)
 		if err == nil {
 			break
 		}
