@@ -29,6 +29,12 @@ const SubjectPrefix = "trustlog"
 // past the sequence the decision was made at. Callers catch up and decide again.
 var ErrConflict = errors.New("events: stream moved past the expected sequence")
 
+// ErrUnavailable reports that an append could not reach the stream: the
+// connection is down or reconnecting, or nothing answered for the stream.
+// Nothing was written, or (after a timeout) the caller cannot know whether
+// it was; the write may be tried again later.
+var ErrUnavailable = errors.New("events: the event stream is unreachable")
+
 // ErrUnknownType reports an envelope whose type this version of Trustlog does not know.
 var ErrUnknownType = errors.New("events: unknown event type")
 

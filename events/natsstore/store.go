@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,6 +59,8 @@ type Store struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream string
+
+	outage outage // appends' view of the connection being down
 }
 
 // Open creates the stream if it does not exist (or updates its settings) and
@@ -147,9 +150,16 @@ const infoAttempt = 2 * time.Second
 // whose stored bytes hash to prevHash. It fills in each envelope's PrevHash,
 // and returns the sequence of the last event written. If the stream has
 // moved past expect, nothing is written and the error wraps events.ErrConflict.
+// If the stream cannot be reached (the connection is closed, or still
+// reconnecting after reconnectWait; nothing answers for the stream; no
+// acknowledgement in time) the error wraps events.ErrUnavailable; a
+// connection known to be down fails at once, without publishing.
 func (s *Store) Append(ctx context.Context, expect uint64, prevHash string, envs ...events.Envelope) (uint64, error) {
 	if len(envs) == 0 {
 		return expect, nil
+	}
+	if err := s.connected(ctx); err != nil {
+		return 0, err
 	}
 	msgs := make([]*nats.Msg, len(envs))
 	for i := range envs {
@@ -172,7 +182,7 @@ func (s *Store) Append(ctx context.Context, expect uint64, prevHash string, envs
 		msgs[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(expect, 10))
 		ack, err := s.js.PublishMsg(ctx, msgs[0])
 		if err != nil {
-			return 0, mapErr(err)
+			return 0, mapErr(ctx, err)
 		}
 		return ack.Sequence, nil
 	}
@@ -189,7 +199,7 @@ func (s *Store) appendBatch(ctx context.Context, expect uint64, msgs []*nats.Msg
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i < len(msgs)-1 {
 			if err := s.nc.PublishMsg(m); err != nil {
-				return 0, fmt.Errorf("natsstore: batch publish: %w", err)
+				return 0, mapErr(ctx, err)
 			}
 			continue
 		}
@@ -202,7 +212,7 @@ func (s *Store) appendBatch(ctx context.Context, expect uint64, msgs []*nats.Msg
 	}
 	resp, err := s.nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
 	if err != nil {
-		return 0, fmt.Errorf("natsstore: batch commit: %w", err)
+		return 0, mapErr(ctx, err)
 	}
 	var ack struct {
 		Sequence uint64              `json:"seq"`
@@ -213,7 +223,7 @@ func (s *Store) appendBatch(ctx context.Context, expect uint64, msgs []*nats.Msg
 		return 0, fmt.Errorf("natsstore: batch commit reply: %w", err)
 	}
 	if ack.Error != nil {
-		return 0, mapErr(ack.Error)
+		return 0, mapErr(ctx, ack.Error)
 	}
 	if ack.Count != len(msgs) {
 		return 0, fmt.Errorf("natsstore: batch committed %d of %d events", ack.Count, len(msgs))
@@ -221,12 +231,91 @@ func (s *Store) appendBatch(ctx context.Context, expect uint64, msgs []*nats.Msg
 	return ack.Sequence, nil
 }
 
-func mapErr(err error) error {
+// reconnectWait bounds how long an append waits for a connection that is
+// reconnecting before it reports the stream unreachable.
+const reconnectWait = time.Second
+
+// outage is when appends first found the connection down, per outage (an
+// outage ends with a successful reconnect).
+type outage struct {
+	mu         sync.Mutex
+	since      time.Time
+	reconnects uint64 // the connection's reconnect count when it began
+}
+
+// began returns when the current outage was first seen, given the
+// connection's reconnect count now.
+func (o *outage) began(reconnects uint64) time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.since.IsZero() || o.reconnects != reconnects {
+		o.since, o.reconnects = time.Now(), reconnects
+	}
+	return o.since
+}
+
+// connected returns nil if the connection can carry an append now. A
+// connection that is reconnecting gets reconnectWait from when an append
+// first found it down to come back, so appends during a long outage fail at
+// once; one that is closed or draining fails at once. The error wraps
+// events.ErrUnavailable.
+func (s *Store) connected(ctx context.Context) error {
+	switch s.nc.Status() {
+	case nats.CONNECTED:
+		return nil
+	case nats.RECONNECTING, nats.CONNECTING, nats.DISCONNECTED:
+	default:
+		return fmt.Errorf("%w: connection %s", events.ErrUnavailable, s.nc.Status())
+	}
+	ch := s.nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer s.nc.RemoveStatusListener(ch)
+	if s.nc.Status() == nats.CONNECTED { // came back before the listener was in place
+		return nil
+	}
+	left := reconnectWait - time.Since(s.outage.began(s.nc.Stats().Reconnects))
+	if left <= 0 {
+		return fmt.Errorf("%w: connection %s", events.ErrUnavailable, s.nc.Status())
+	}
+	wait := time.NewTimer(left)
+	defer wait.Stop()
+	select {
+	case st := <-ch:
+		if st == nats.CONNECTED {
+			return nil
+		}
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	return fmt.Errorf("%w: connection %s", events.ErrUnavailable, s.nc.Status())
+}
+
+// JetStream error codes that mean the stream cannot be reached now.
+const (
+	jsClusterNotAvailable = 10008 // "JetStream system temporarily unavailable"
+)
+
+// mapErr maps a failed append: the wrong-last-sequence error to
+// events.ErrConflict, errors that mean the stream was not reached (or did
+// not answer in time) to events.ErrUnavailable.
+func mapErr(ctx context.Context, err error) error {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return fmt.Errorf("%w: %s", events.ErrConflict, apiErr.Description)
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return fmt.Errorf("%w: %s", events.ErrConflict, apiErr.Description)
+		case jsClusterNotAvailable, jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount:
+			return fmt.Errorf("%w: %s", events.ErrUnavailable, apiErr.Description)
+		}
+	}
+	switch {
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// The caller gave up; that says nothing about the stream.
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %v", events.ErrUnavailable, err)
 	}
 	return fmt.Errorf("natsstore: append: %w", err)
 }

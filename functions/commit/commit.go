@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/functions/response"
 	"github.com/trustlog/trustlog/projections"
 )
 
@@ -26,7 +28,8 @@ type ReadModel interface {
 // Log is the append side. Append stores envs atomically after the event at
 // sequence expect (whose chain hash is prevHash) and returns the sequence of
 // the last one; it returns an error wrapping events.ErrConflict when the
-// stream has moved past expect. It must be safe for concurrent use.
+// stream has moved past expect, and one wrapping events.ErrUnavailable when
+// it cannot reach the stream. It must be safe for concurrent use.
 type Log interface {
 	Append(ctx context.Context, expect uint64, prevHash string, envs ...events.Envelope) (uint64, error)
 }
@@ -37,6 +40,12 @@ type Decision func(m *projections.Model) ([]events.Payload, error)
 
 // ErrTooManyConflicts reports that the stream kept moving under a write.
 var ErrTooManyConflicts = errors.New("commit: too many concurrent changes, try again")
+
+// ErrUnavailable is the answer to a write the log could not take because
+// the event stream is unreachable (events.ErrUnavailable): 503, as reads
+// get once the read model is stale. Do returns it wrapping the cause.
+var ErrUnavailable = &response.Error{Status: http.StatusServiceUnavailable,
+	Message: "Service unavailable: the event stream is unreachable"}
 
 // Committer runs decisions. The zero value is not usable; fill every field
 // but MaxAttempts (default 8).
@@ -87,6 +96,9 @@ func (c *Committer) Do(ctx context.Context, actor events.Actor, decide Decision)
 				return m, fmt.Errorf("commit: catching up: %w", err)
 			}
 			continue
+		}
+		if errors.Is(err, events.ErrUnavailable) {
+			return m, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		if err != nil {
 			return m, err
