@@ -320,6 +320,11 @@ func mapErr(ctx context.Context, err error) error {
 	return fmt.Errorf("natsstore: append: %w", err)
 }
 
+// MaxPayload returns the largest message the server accepts, headers
+// included: its max_payload, 1 MiB unless configured otherwise. An event
+// appended must stay below it.
+func (s *Store) MaxPayload() int64 { return s.nc.MaxPayload() }
+
 // Follow delivers the stream's events in order, from sequence from (1 for
 // the beginning), until ctx ends or the stream fails. fn receives each
 // record and the number of records still pending behind it on the server

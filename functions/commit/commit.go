@@ -34,6 +34,17 @@ type Log interface {
 	Append(ctx context.Context, expect uint64, prevHash string, envs ...events.Envelope) (uint64, error)
 }
 
+// PayloadLimit is implemented by a Log whose messages have a size limit
+// (natsstore.Store: the NATS server's max_payload). MaxPayload returns the
+// largest encoded event, with its message headers, the log stores.
+type PayloadLimit interface {
+	MaxPayload() int64
+}
+
+// DefaultMaxPayload is the limit assumed for a Log that does not report
+// one: the NATS default max_payload, 1 MiB.
+const DefaultMaxPayload = 1 << 20
+
 // Decision computes the events of a write from the model. Returning an
 // error appends nothing; returning no events is a successful no-op.
 type Decision func(m *projections.Model) ([]events.Payload, error)
@@ -62,6 +73,18 @@ type Committer struct {
 	// another is in flight would only conflict with it. Conflicts then come
 	// from other instances alone.
 	mu sync.Mutex
+}
+
+// MaxPayload returns the largest encoded event (envelope and message
+// headers included) the log stores: its own limit if it reports one
+// (PayloadLimit), else DefaultMaxPayload.
+func (c *Committer) MaxPayload() int64 {
+	if l, ok := c.Log.(PayloadLimit); ok {
+		if n := l.MaxPayload(); n > 0 {
+			return n
+		}
+	}
+	return DefaultMaxPayload
 }
 
 // Do runs decide until its events are appended or it fails, and returns the

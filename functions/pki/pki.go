@@ -31,9 +31,16 @@ import (
 // Extension is the api_extensions entry of these routes.
 const Extension = "trustlog_pki"
 
-// PartSize is the number of revoked serials per event: a 100,000-entry list
-// fits in five NATS messages well under the default 1 MiB payload limit.
+// PartSize is the largest number of revoked serials one event carries. An
+// event also stays below the log's message size limit (CRLEventsUnder), so
+// a list of long serials is split into more, smaller parts.
 const PartSize = 20_000
+
+// partReserve is the room left in a message for everything but the serials:
+// the event's other fields, the envelope (ids, subject, actor, chain hash)
+// and the NATS headers, together well under 2 KiB. It is halved for a
+// message limit under 128 KiB.
+const partReserve = 64 << 10
 
 // CAInfo is the wire form of the CA.
 type CAInfo struct {
@@ -155,7 +162,7 @@ func (h *Handler) putCRL(w http.ResponseWriter, r *http.Request) {
 		var der []byte
 		if der, err = DecodeCRL(body.CRL); err == nil {
 			_, err = h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
-				return CRLEvents(m, der)
+				return CRLEventsUnder(m, der, h.committer.MaxPayload())
 			})
 		}
 	}
@@ -228,11 +235,20 @@ func DecodeCRL(s string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// CRLEvents validates a DER CRL against the model's CA and returns the
+// CRLEvents is CRLEventsUnder for a log with the default NATS message
+// limit (commit.DefaultMaxPayload, 1 MiB).
+func CRLEvents(m *projections.Model, der []byte) ([]events.Payload, error) {
+	return CRLEventsUnder(m, der, commit.DefaultMaxPayload)
+}
+
+// CRLEventsUnder validates a DER CRL against the model's CA and returns the
 // events that put it in force, or none if it already is. The list must be
 // signed by the CA and must not go backwards: its CRL number (or, without
-// numbers, its thisUpdate) must be newer than the list in force.
-func CRLEvents(m *projections.Model, der []byte) ([]events.Payload, error) {
+// numbers, its thisUpdate) must be newer than the list in force. The
+// serials are split into parts of at most PartSize, each small enough that
+// its event, encoded and sent, stays below maxPayload bytes (the log's
+// message limit, commit.Committer.MaxPayload).
+func CRLEventsUnder(m *projections.Model, der []byte, maxPayload int64) ([]events.Payload, error) {
 	ca := m.CA()
 	if ca == nil || ca.Cert == nil {
 		return nil, response.BadRequest("Invalid CRL: PKI mode is off (no CA is set)")
@@ -264,18 +280,47 @@ func CRLEvents(m *projections.Model, der []byte) ([]events.Payload, error) {
 			serials = append(serials, e.SerialNumber.Text(16))
 		}
 	}
-	parts := max(1, (len(serials)+PartSize-1)/PartSize)
+	parts, err := split(serials, maxPayload)
+	if err != nil {
+		return nil, err
+	}
 	out := []events.Payload{events.CRLUpdated{
 		IssuerFingerprint: ca.Fingerprint, Number: number, ThisUpdate: crl.ThisUpdate.UTC(),
-		NextUpdate: crl.NextUpdate.UTC(), SHA256: digest, Total: len(serials), Parts: parts,
-		Revoked: chunk(serials, 0),
+		NextUpdate: crl.NextUpdate.UTC(), SHA256: digest, Total: len(serials), Parts: len(parts),
+		Revoked: parts[0],
 	}}
-	for p := 2; p <= parts; p++ {
+	for i, part := range parts[1:] {
 		out = append(out, events.CRLRevocations{
-			IssuerFingerprint: ca.Fingerprint, SHA256: digest, Part: p, Revoked: chunk(serials, p-1),
+			IssuerFingerprint: ca.Fingerprint, SHA256: digest, Part: i + 2, Revoked: part,
 		})
 	}
 	return out, nil
+}
+
+// split cuts serials into parts of at most PartSize serials whose JSON
+// encoding (each a quoted hex string and a comma) stays within maxPayload
+// less the reserve for the rest of the message. There is always at least
+// one part, empty for an empty list.
+func split(serials []string, maxPayload int64) ([][]string, error) {
+	budget := int(maxPayload - min(partReserve, maxPayload/2))
+	parts := [][]string{}
+	lo, size := 0, 0
+	for i, sn := range serials {
+		n := len(sn) + 3
+		if n > budget {
+			return nil, response.BadRequest(fmt.Sprintf("Invalid CRL: serial number of %d hex digits is too long", len(sn)))
+		}
+		if i-lo == PartSize || size+n > budget {
+			parts = append(parts, serials[lo:i])
+			lo, size = i, 0
+		}
+		size += n
+	}
+	parts = append(parts, serials[lo:])
+	if parts[0] == nil {
+		parts[0] = []string{}
+	}
+	return parts, nil
 }
 
 func notBackwards(cur *projections.CRL, crl *x509.RevocationList, number string) error {
@@ -289,16 +334,6 @@ func notBackwards(cur *projections.CRL, crl *x509.RevocationList, number string)
 		return response.BadRequest("Invalid CRL: not newer than the list in force")
 	}
 	return nil
-}
-
-func chunk(s []string, i int) []string {
-	lo := min(i*PartSize, len(s))
-	hi := min(lo+PartSize, len(s))
-	out := s[lo:hi]
-	if out == nil {
-		out = []string{}
-	}
-	return out
 }
 
 // ErrUntrusted is the refusal of a certificate that PKI mode could never
