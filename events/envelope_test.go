@@ -169,6 +169,7 @@ func TestTypes(t *testing.T) {
 		"trustlog.acme.challenge.presented.v1",
 		"trustlog.acme.renewal.v1",
 		"trustlog.audit.denied.v1",
+		"trustlog.audit.denied.v2",
 		"trustlog.certificate.removed.v1",
 		"trustlog.certificate.trusted.v1",
 		"trustlog.certificate.updated.v1",

@@ -169,6 +169,24 @@ var goldenPayloads = []events.Payload{
 		First:       time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC),
 		Last:        time.Date(2026, 11, 22, 9, 0, 59, 0, time.UTC),
 	},
+	&events.AccessDeniedSummary{
+		First: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC),
+		Last:  time.Date(2026, 11, 22, 9, 0, 59, 0, time.UTC),
+		Count: 1049,
+		Callers: []events.DeniedCaller{
+			{
+				Kind: events.DeniedRedemption, ActorName: goldenFP2, ActorMethod: "untrusted", Address: "198.51.100.7",
+				Route: "POST /1.0/certificates", Status: 403, Count: 1000,
+				First: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC), Last: time.Date(2026, 11, 22, 9, 0, 59, 0, time.UTC),
+			},
+			{
+				Kind: events.DeniedAdmin, ActorName: "ci-runner", ActorMethod: "tls", Address: "2001:db8::7",
+				Route: "PATCH /1.0", Status: 403, Count: 7,
+				First: time.Date(2026, 11, 22, 9, 0, 12, 0, time.UTC), Last: time.Date(2026, 11, 22, 9, 0, 40, 0, time.UTC),
+			},
+		},
+		Others: 42,
+	},
 	&events.ACMEChallengePresented{
 		Domain:  "trust.example.com",
 		Token:   "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA",

@@ -30,6 +30,8 @@ var registry = map[string]func() Payload{
 	ACMEChallengeCleaned{}.EventType():     func() Payload { return &ACMEChallengeCleaned{} },
 	ServerCertificateRotated{}.EventType(): func() Payload { return &ServerCertificateRotated{} },
 	ACMERenewal{}.EventType():              func() Payload { return &ACMERenewal{} },
+
+	AccessDeniedSummary{}.EventType(): func() Payload { return &AccessDeniedSummary{} },
 }
 
 // Types returns every event type this version of Trustlog decodes, sorted.

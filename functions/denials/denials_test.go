@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/trustlog/trustlog/events"
+	"github.com/trustlog/trustlog/events/natsstore"
 	"github.com/trustlog/trustlog/events/natsstore/natstest"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/commit"
@@ -15,11 +18,9 @@ import (
 	"github.com/trustlog/trustlog/projections"
 )
 
-// TestFlood: more callers than MaxKeys are summed into one overflow event,
-// so one flush writes at most MaxKeys+1 events whatever the flood; reads
-// and successful requests are not counted.
-func TestFlood(t *testing.T) {
-	t.Parallel()
+// newRecorder returns a Recorder on a fresh JetStream, and the store.
+func newRecorder(t *testing.T) (*denials.Recorder, *natsstore.Store) {
+	t.Helper()
 	st, _ := natstest.OpenStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -32,10 +33,67 @@ func TestFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
-	c := &commit.Committer{Model: proj, Log: st, Now: time.Now, NewID: func() string { n++; return fmt.Sprint("id-", n) }, Source: "/test"}
-	r := denials.New(c, nil, nil)
+	c := &commit.Committer{Model: proj, Log: st, Now: time.Now, NewID: func() string { n++; return fmt.Sprint("id-", n) },
+		Source: "/trustlog/" + strings.Repeat("h", 253)}
+	return denials.New(c, nil, nil), st
+}
+
+// flushOne flushes r, checks that exactly one event was stored, no larger
+// than denials.MaxEventBytes, and returns it.
+func flushOne(t *testing.T, r *denials.Recorder, st *natsstore.Store) *events.AccessDeniedSummary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	before, err := st.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote, err := r.Flush(ctx)
+	if err != nil || wrote != 1 {
+		t.Fatalf("Flush = %d, %v; want 1", wrote, err)
+	}
+	last, err := st.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.Read(ctx, before+1, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("one flush stored %d events", len(recs))
+	}
+	if len(recs[0].Raw) > denials.MaxEventBytes {
+		t.Errorf("event of %d bytes, over the %d cap", len(recs[0].Raw), denials.MaxEventBytes)
+	}
+	_, p, err := events.DecodeRecord(recs[0].Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := p.(*events.AccessDeniedSummary)
+	if !ok {
+		t.Fatalf("stored %T", p)
+	}
+	listed := 0
+	for _, c := range d.Callers {
+		listed += c.Count
+	}
+	if listed+d.Others != d.Count || len(d.Callers) > denials.MaxCallers {
+		t.Errorf("count %d != %d listed (%d callers) + %d others", d.Count, listed, len(d.Callers), d.Others)
+	}
+	t.Logf("one event of %d bytes: %d attempts, %d callers listed, %d others", len(recs[0].Raw), d.Count, len(d.Callers), d.Others)
+	return d
+}
+
+// TestFlood: more callers than MaxKeys make one event per flush, listing
+// the callers with the most attempts first and summing the rest; reads
+// and successful requests are not counted.
+func TestFlood(t *testing.T) {
+	t.Parallel()
+	r, st := newRecorder(t)
 	post := httptest.NewRequest("POST", "/1.0/certificates", nil)
 	get := httptest.NewRequest("GET", "/1.0/certificates", nil)
+	patch := httptest.NewRequest("PATCH", "/1.0", nil)
 	for i := range denials.MaxKeys + 40 {
 		id := authn.Identity{Fingerprint: fmt.Sprintf("fp-%d", i), Address: "192.0.2.1"}
 		r.Denied(id, post, "POST /1.0/certificates", 403)
@@ -43,27 +101,53 @@ func TestFlood(t *testing.T) {
 		r.Denied(id, get, "GET /1.0/certificates", 403)   // a read: not audited
 		r.Denied(id, post, "POST /1.0/certificates", 400) // not a refusal
 	}
-	wrote, err := r.Flush(ctx)
-	if err != nil || wrote != denials.MaxKeys+1 {
-		t.Fatalf("Flush = %d, %v; want %d", wrote, err, denials.MaxKeys+1)
+	loud := authn.Identity{Fingerprint: "loud", Address: "198.51.100.9"}
+	for range 50 {
+		r.Denied(loud, patch, "PATCH /1.0", 403)
 	}
-	recs, err := st.Read(ctx, 1, uint64(wrote))
-	if err != nil {
-		t.Fatal(err)
+	d := flushOne(t, r, st)
+	if want := 2*(denials.MaxKeys+40) + 50; d.Count != want {
+		t.Errorf("Count %d, want %d", d.Count, want)
 	}
-	total, overflow := 0, 0
-	for _, rec := range recs {
-		env, _ := events.Decode(rec.Raw)
-		p, _ := env.Payload()
-		d := p.(*events.AccessDenied)
-		total += d.Count
-		if d.Kind == events.DeniedOverflow {
-			overflow = d.Count
-		} else if d.Kind != events.DeniedRedemption || d.Count != 2 {
-			t.Errorf("event %+v", d)
+	if len(d.Callers) != denials.MaxCallers {
+		t.Errorf("%d callers listed, want %d", len(d.Callers), denials.MaxCallers)
+	}
+	if c := d.Callers[0]; c.ActorName != "loud" || c.Count != 50 || c.Kind != events.DeniedAdmin || c.Route != "PATCH /1.0" {
+		t.Errorf("first caller %+v, want the loudest", c)
+	}
+	for _, c := range d.Callers[1:] {
+		if c.Kind != events.DeniedRedemption || c.Count != 2 || c.ActorMethod != "untrusted" {
+			t.Errorf("caller %+v", c)
 		}
 	}
-	if total != 2*(denials.MaxKeys+40) || overflow != 80 {
-		t.Errorf("total %d overflow %d, want %d and 80", total, overflow, 2*(denials.MaxKeys+40))
+	if n, err := r.Flush(context.Background()); n != 0 || err != nil {
+		t.Errorf("empty Flush = %d, %v", n, err)
+	}
+}
+
+// TestEventSizeBounded: whatever the callers' names, addresses and routes
+// hold (long, multi-byte, characters JSON escapes), one flush writes one
+// event within MaxEventBytes; long fields are cut on a character boundary.
+func TestEventSizeBounded(t *testing.T) {
+	t.Parallel()
+	r, st := newRecorder(t)
+	patch := httptest.NewRequest("PATCH", "/1.0", nil)
+	long := []string{strings.Repeat("\x01<>&\"", 4096), strings.Repeat("é", 5000), strings.Repeat("\u2028", 3000)}
+	for i := range denials.MaxKeys {
+		id := authn.Identity{Trusted: true, Name: fmt.Sprint(i) + long[i%3], Method: long[(i+1)%3], Address: long[(i+2)%3]}
+		for range 1 + i%7 {
+			r.Denied(id, patch, "PATCH /1.0"+long[i%3], 403)
+		}
+	}
+	d := flushOne(t, r, st)
+	if len(d.Callers) == 0 {
+		t.Fatal("no caller listed")
+	}
+	for _, c := range d.Callers {
+		for _, f := range []string{c.ActorName, c.ActorMethod, c.Address, c.Route} {
+			if len(f) > denials.MaxField || !utf8.ValidString(f) || !strings.HasSuffix(f, "…") {
+				t.Fatalf("field of %d bytes not cut to %d: %.40q", len(f), denials.MaxField, f)
+			}
+		}
 	}
 }

@@ -126,7 +126,7 @@ type Service struct {
 }
 
 // FlushDenials records the refused attempts counted since the last flush
-// (aggregated AccessDenied events) and returns how many events it wrote.
+// (one AccessDeniedSummary event) and returns how many events it wrote.
 func (s *Service) FlushDenials(ctx context.Context) (int, error) { return s.denials.Flush(ctx) }
 
 // RunDenials flushes refused attempts every interval until ctx ends.

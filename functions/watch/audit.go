@@ -168,6 +168,12 @@ func subjectOf(p events.Payload) []string {
 		return []string{e.ID, e.Name}
 	case *events.AccessDenied:
 		return []string{e.ActorName}
+	case *events.AccessDeniedSummary:
+		out := make([]string, len(e.Callers))
+		for i, c := range e.Callers {
+			out[i] = c.ActorName
+		}
+		return out
 	}
 	return nil
 }
@@ -214,6 +220,14 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 			e.Action = l.Action
 		} else if d, ok := p.(*events.AccessDenied); ok {
 			e.Action = fmt.Sprintf("denied-%s (%d× %s, %d)", d.Kind, d.Count, d.Route, d.Status)
+		} else if d, ok := p.(*events.AccessDeniedSummary); ok {
+			var acts []string // the subject's lines of the window
+			for _, c := range d.Callers {
+				if matches([]string{c.ActorName}) {
+					acts = append(acts, fmt.Sprintf("denied-%s (%d× %s, %d)", c.Kind, c.Count, c.Route, c.Status))
+				}
+			}
+			e.Action = strings.Join(acts, "; ")
 		}
 		out = append(out, e)
 	})

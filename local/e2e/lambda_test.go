@@ -491,12 +491,12 @@ func TestLambdaDenials(t *testing.T) {
 	for _, rec := range recs {
 		env, _ := tlevents.Decode(rec.Raw)
 		if p, err := env.Payload(); err == nil {
-			if d, ok := p.(*tlevents.AccessDenied); ok && d.Count == 5 && d.Kind == tlevents.DeniedAdmin {
+			if d, ok := p.(*tlevents.AccessDeniedSummary); ok && d.Count == 5 && len(d.Callers) == 1 && d.Callers[0].Kind == tlevents.DeniedAdmin {
 				found = true
 			}
 		}
 	}
 	if !found {
-		t.Errorf("no AccessDenied event with the 5 refused changes after the flush interval (%d new events)", len(recs))
+		t.Errorf("no AccessDeniedSummary event with the 5 refused changes after the flush interval (%d new events)", len(recs))
 	}
 }
