@@ -32,7 +32,8 @@ type Decision struct {
 // callers with some access). Only an authenticated caller is ever
 // allowed: the untrusted view some routes give is not a pass to an API
 // behind the authorizer. Unknown, removed, revoked, expired and ungranted
-// callers are denied.
+// callers are denied. No value of the context is empty (NoValue stands
+// for one), and "restricted" is true for every caller without full access.
 func (h *Host) Authorize(ctx context.Context, method, path string, header http.Header, query url.Values, certPEM string) Decision {
 	if err := h.catchUp(ctx); err != nil {
 		return Decision{}
@@ -60,12 +61,12 @@ func (h *Host) Authorize(ctx context.Context, method, path string, header http.H
 		return Decision{}
 	}
 	return Decision{Allow: true, Context: map[string]any{
-		"name":        id.Name,
-		"fingerprint": id.Fingerprint,
-		"method":      id.Method,
-		"type":        id.Type,
-		"restricted":  id.Restricted || !id.Admin(),
-		"projects":    strings.Join(id.Projects, ","),
+		"name":        orNone(id.Name),
+		"fingerprint": orNone(id.Fingerprint),
+		"method":      orNone(id.Method),
+		"type":        orNone(id.Type),
+		"restricted":  !id.Admin(),
+		"projects":    orNone(strings.Join(id.Projects, ",")),
 	}}
 }
 
@@ -153,4 +154,17 @@ func MainAuthorizer() {
 			return h.AuthorizeREST(ctx, ev)
 		})
 	}
+}
+
+// NoValue stands for an empty value in the authorizer's context (no
+// certificate fingerprint for a bearer token's user, no projects): the
+// gateway copies each value over a header of the backend's request, and
+// an empty value must not leave a client's copy of that header in place.
+const NoValue = "-"
+
+func orNone(v string) string {
+	if v == "" {
+		return NoValue
+	}
+	return v
 }
