@@ -275,7 +275,8 @@ func (a *Authenticator) IdentifyAt(r *http.Request, now time.Time) *Identity {
 func (a *Authenticator) identify(r *http.Request, now time.Time) *Identity {
 	// A memo means a TLS connection with no local user and no front end's
 	// certificates in the context (connMemoOf): its peer is r.TLS's.
-	if memo := connMemoOf(r.Context()); memo != nil && r.TLS != nil {
+	memo := connMemoOf(r.Context())
+	if memo != nil && r.TLS != nil {
 		if chain := r.TLS.PeerCertificates; len(chain) > 0 {
 			if c := memo.ident.Load(); c != nil && c.holds(a.model.Snapshot(), now, chain[0], r.RemoteAddr) {
 				return &c.id
@@ -283,6 +284,9 @@ func (a *Authenticator) identify(r *http.Request, now time.Time) *Identity {
 		}
 	}
 	id := a.authenticateAt(r, now)
+	if id.Trusted && memo != nil {
+		memo.authenticated()
+	}
 	return &id
 }
 

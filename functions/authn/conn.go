@@ -21,6 +21,19 @@ type connKey struct{}
 type connMemo struct {
 	last  atomic.Pointer[leafPrint]
 	ident atomic.Pointer[memoIdentity]
+
+	// vouch, if set, is called once, when a request on the connection
+	// first authenticates (WithConnVouch).
+	vouch   func()
+	vouched atomic.Bool
+}
+
+// authenticated tells the connection's host, once, that a request on it
+// authenticated.
+func (m *connMemo) authenticated() {
+	if m.vouch != nil && !m.vouched.Load() && m.vouched.CompareAndSwap(false, true) {
+		m.vouch()
+	}
 }
 
 // memoIdentity is the identity a trusted peer certificate was given under
@@ -58,6 +71,17 @@ func WithConnMemo(ctx context.Context) context.Context {
 		return ctx // see connMemoOf
 	}
 	return context.WithValue(ctx, connKey{}, &connMemo{})
+}
+
+// WithConnVouch is WithConnMemo, and vouch is called once, the first time
+// a request on the connection authenticates as a trusted identity (a
+// listener that bounds unauthenticated connections takes it out of their
+// pool). vouch must not block.
+func WithConnVouch(ctx context.Context, vouch func()) context.Context {
+	if ctx.Value(localUserKey) != nil || ctx.Value(peerKey) != nil {
+		return ctx // see connMemoOf
+	}
+	return context.WithValue(ctx, connKey{}, &connMemo{vouch: vouch})
 }
 
 // hideConnMemo returns ctx in which no connection memo is visible.

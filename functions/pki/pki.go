@@ -178,7 +178,8 @@ func (h *Handler) putCRL(w http.ResponseWriter, r *http.Request) {
 func decodeJSON(r *http.Request, v any) error {
 	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		var answer *response.Error // a body that timed out, say
+		if errors.As(err, &tooBig) || errors.As(err, &answer) {
 			return err
 		}
 		return response.BadRequest(err.Error())

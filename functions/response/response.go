@@ -220,7 +220,8 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		var answer *Error // a body that timed out, say
+		if errors.As(err, &tooBig) || errors.As(err, &answer) {
 			return err
 		}
 		return BadRequest(err.Error())

@@ -67,6 +67,16 @@ type Config struct {
 	// concurrent connections per source address (0: the default).
 	HeaderTimeout     time.Duration
 	MaxConnsPerSource int
+	// MaxUnauthenticatedConns caps the HTTPS connections, from all sources
+	// together, on which no request has authenticated yet; a new one over
+	// the cap closes the oldest (0: DefaultMaxUnauthenticatedConns).
+	MaxUnauthenticatedConns int
+	// BodyTimeout and MinBodyRate bound the time to read a request body:
+	// BodyTimeout plus its length at MinBodyRate bytes a second; a slower
+	// body gets 408 and its connection is closed (0: DefaultBodyTimeout,
+	// DefaultMinBodyRate).
+	BodyTimeout time.Duration
+	MinBodyRate int64
 	// SnapshotEvery and SnapshotInterval set the snapshot policy: store the
 	// read model once it is SnapshotEvery events past the stored one,
 	// checked every SnapshotInterval (0: the defaults).
@@ -184,6 +194,15 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if cfg.MaxConnsPerSource <= 0 {
 		cfg.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
+	if cfg.MaxUnauthenticatedConns <= 0 {
+		cfg.MaxUnauthenticatedConns = DefaultMaxUnauthenticatedConns
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = DefaultMinBodyRate
 	}
 	if cfg.SnapshotEvery == 0 {
 		cfg.SnapshotEvery = DefaultSnapshotEvery
@@ -428,15 +447,20 @@ func (d *Daemon) reconcileHTTPS() error {
 		return fmt.Errorf("daemon: listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           d.handler,
+		Handler:           bodyDeadline(d.handler, d.cfg.BodyTimeout, d.cfg.MinBodyRate),
 		TLSConfig:         d.tlsConfig(),
 		ReadHeaderTimeout: d.cfg.HeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return authn.WithConnMemo(ctx) },
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if lc := limitedOf(c); lc != nil {
+				return authn.WithConnVouch(ctx, lc.vouch)
+			}
+			return authn.WithConnMemo(ctx)
+		},
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
-	ln = limitPerSource(ln, d.cfg.MaxConnsPerSource)
+	ln = newConnLimiter(ln, d.cfg.MaxConnsPerSource, d.cfg.MaxUnauthenticatedConns, d.log)
 	old := d.https
 	d.https = &httpsServer{want: want, bound: ln.Addr().String(), srv: srv}
 	d.httpsGen.Add(1)
