@@ -268,9 +268,7 @@ func (h *Handler) add(r *http.Request, id authn.Identity, req api.CertificatesPo
 				return nil, err
 			}
 		}
-		if _, ok := m.Certificate(sum); ok {
-			return nil, response.Conflict("Certificate already in trust store")
-		}
+		// A certificate another principal holds is refused by the committer (409).
 		return []events.Payload{events.CertificateTrusted{
 			Fingerprint: fp,
 			Name:        name,

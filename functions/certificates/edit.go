@@ -105,11 +105,7 @@ func (h *Handler) updateErr(w http.ResponseWriter, r *http.Request, merge bool) 
 				return nil, err
 			}
 		}
-		if ev.NewFingerprint != "" {
-			if _, ok := m.Certificate(newSum); ok {
-				return nil, response.Conflict("Certificate already in trust store")
-			}
-		}
+		// A new certificate another principal holds is refused by the committer (409).
 		if ev.NewFingerprint == "" && unchanged(cur, ev) {
 			return nil, nil // nothing to record
 		}

@@ -1,7 +1,9 @@
 // Package commit runs a write: it decides against the read model at sequence
 // N, appends the resulting events expecting N, and on a conflict catches up
 // and decides again, a bounded number of times. It then waits until the read
-// model has applied its own events, so the caller reads its writes.
+// model has applied its own events, so the caller reads its writes. Every
+// decision is held to the rule no single handler may forget: a certificate
+// belongs to one principal, across the trust store and the TLS identities.
 package commit
 
 import (
@@ -46,7 +48,9 @@ type PayloadLimit interface {
 const DefaultMaxPayload = 1 << 20
 
 // Decision computes the events of a write from the model. Returning an
-// error appends nothing; returning no events is a successful no-op.
+// error appends nothing; returning no events is a successful no-op. Events
+// that would give a certificate to a second principal are refused with a
+// 409 before they are appended, whatever the decision checked itself.
 type Decision func(m *projections.Model) ([]events.Payload, error)
 
 // ErrTooManyConflicts reports that the stream kept moving under a write.
@@ -99,6 +103,9 @@ func (c *Committer) Do(ctx context.Context, actor events.Actor, decide Decision)
 	for range attempts {
 		m := c.Model.Snapshot()
 		payloads, err := decide(m)
+		if err == nil {
+			err = checkOwnership(m, payloads)
+		}
 		if err != nil {
 			return m, err
 		}

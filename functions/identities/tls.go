@@ -63,17 +63,12 @@ func (h *Handler) createTLS(w http.ResponseWriter, r *http.Request) {
 		if err := pki.Check(m, cert); err != nil {
 			return nil, err
 		}
-		if _, ok := m.Certificate(sum); ok {
-			return nil, response.Conflict("Certificate already in trust store")
-		}
-		if _, ok := m.IdentityByCertificate(sum); ok {
-			return nil, response.Conflict("Certificate already used by another identity")
-		}
 		if slices.ContainsFunc(m.Identities(), func(i *projections.Identity) bool {
 			return i.AuthMethod == events.IdentityTLS && i.Name == req.Name
 		}) {
 			return nil, response.Conflict(fmt.Sprintf("A TLS identity named %q already exists", req.Name))
 		}
+		// A certificate another principal holds is refused by the committer (409).
 		identityID = fp[:32]
 		return []events.Payload{
 			events.IdentityCreated{ID: identityID, AuthMethod: events.IdentityTLS, Name: req.Name, Access: req.Access, Projects: nonNil(req.Projects)},

@@ -74,12 +74,8 @@ func (h *Handler) RedeemIdentity(ctx context.Context, actor events.Actor, token 
 		if t.IdentityID == "" {
 			return nil, response.Forbidden("This is a certificate add token: redeem it with POST /1.0/certificates")
 		}
-		if _, ok := m.Certificate(certSum); ok {
-			return nil, response.Conflict("Certificate already in trust store")
-		}
-		if _, ok := m.IdentityByCertificate(certSum); ok {
-			return nil, response.Conflict("Certificate already used by another identity")
-		}
+		// A certificate another principal holds is refused by the committer (409),
+		// without consuming the token.
 		identityID = t.IdentityID
 		return []events.Payload{
 			events.TokenRedeemed{ID: t.ID, Name: t.Name, Fingerprint: fp},

@@ -208,9 +208,8 @@ func (h *Handler) Redeem(ctx context.Context, actor events.Actor, token string, 
 		if t.IdentityID != "" {
 			return nil, response.Forbidden("Failed during search for certificate add token operation: TLS Identity token detected (you must update your client)")
 		}
-		if _, ok := m.Certificate(certSum); ok {
-			return nil, response.Conflict("Certificate already in trust store")
-		}
+		// A certificate another principal holds is refused by the committer (409),
+		// without consuming the token.
 		return []events.Payload{
 			events.TokenRedeemed{ID: t.ID, Name: t.Name, Fingerprint: fp},
 			events.CertificateTrusted{
