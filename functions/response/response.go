@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -216,15 +217,44 @@ const MaxBody = 1 << 20
 
 // DecodeJSON reads the request body (at most MaxBody bytes) into v. A body
 // that is not valid JSON is a 400 error; one that is too large is a 413.
+// Fields v does not have are ignored, as LXD and Incus do.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		var answer *Error // a body that timed out, say
-		if errors.As(err, &tooBig) || errors.As(err, &answer) {
-			return err
-		}
-		return BadRequest(err.Error())
-	}
-	return nil
+	return decodeJSON(w, r, v, false)
 }
+
+// DecodeJSONStrict is DecodeJSON for bodies whose every field must mean
+// something: a field v does not have, or anything but white space after
+// the JSON value, is a 400 error. Use it where a field the server does not
+// know would otherwise be dropped without a word, such as the edit of a
+// trust-store entry.
+func DecodeJSONStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeJSON(w, r, v, true)
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	dec := json.NewDecoder(r.Body)
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	err := dec.Decode(v)
+	if err == nil && strict {
+		if _, next := dec.Token(); next != io.EOF {
+			err = errors.Join(next, errTrailingData)
+		}
+	}
+	var tooBig *http.MaxBytesError
+	var answer *Error // a body that timed out, say
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooBig), errors.As(err, &answer):
+		return err
+	case errors.Is(err, errTrailingData):
+		return BadRequest(errTrailingData.Error())
+	}
+	return BadRequest(err.Error())
+}
+
+// errTrailingData refuses a strict body with more after its JSON value.
+var errTrailingData = errors.New("unexpected data after the JSON body")
