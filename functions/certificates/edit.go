@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/api"
@@ -13,6 +14,14 @@ import (
 	"github.com/trustlog/trustlog/functions/response"
 	"github.com/trustlog/trustlog/projections"
 )
+
+// editBody is the body of PUT and PATCH: the writable fields, and the
+// read-only fingerprint, which a client may send back with them (Incus's
+// PATCH takes the whole object) as long as it names the entry.
+type editBody struct {
+	api.CertificatePut
+	Fingerprint string `json:"fingerprint"`
+}
 
 func (h *Handler) put(w http.ResponseWriter, r *http.Request) { h.update(w, r, false) }
 
@@ -42,17 +51,22 @@ func (h *Handler) updateErr(w http.ResponseWriter, r *http.Request, merge bool) 
 	if err := response.CheckETag(r, obj); err != nil {
 		return err
 	}
-	var req api.CertificatePut
+	// A PUT replaces the whole entry, as in LXD and Incus: a field left out
+	// takes its zero value (restricted false, no name, no projects), but
+	// the certificate stays and the type must be given. A field the API
+	// does not have is refused rather than dropped.
+	var body editBody
 	if merge {
-		req = obj.Writable()
+		body.CertificatePut = obj.Writable()
 	}
-	if err := response.DecodeJSON(w, r, &req); err != nil {
+	if err := response.DecodeJSONStrict(w, r, &body); err != nil {
 		return err
 	}
-	if req.Type == "" {
-		req.Type = cur.Type
+	if body.Fingerprint != "" && !strings.EqualFold(body.Fingerprint, cur.Fingerprint) {
+		return response.BadRequest("The fingerprint cannot be changed: replace the certificate instead")
 	}
-	if !validType(req.Type) {
+	req := body.CertificatePut
+	if req.Type != "" && !validType(req.Type) {
 		return response.BadRequest("Invalid certificate type")
 	}
 	if req.Type != cur.Type {
