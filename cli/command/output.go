@@ -176,16 +176,6 @@ func blockStyle(n *yaml.Node) {
 	}
 }
 
-// yamlToJSON converts a YAML document to JSON, so that YAML edited by a
-// person decodes into the API's JSON-tagged types.
-func yamlToJSON(raw []byte) ([]byte, error) {
-	var v any
-	if err := yaml.Unmarshal(raw, &v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
-}
-
 func yesNo(b bool) string {
 	if b {
 		return "YES"

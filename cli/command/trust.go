@@ -307,7 +307,14 @@ func (e *env) trustEditCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "edit [<remote>:] <fingerprint>",
 		Short: "Edit a trusted certificate as YAML ($EDITOR, or from stdin when it is not a terminal)",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `Edit a trusted certificate as YAML ($EDITOR, or from stdin when it is not a terminal).
+
+The fields are name, type, restricted, projects, certificate and description
+(and fingerprint, as "show" prints it, which cannot change). The whole entry
+is sent back: a field left out keeps its value, except "restricted", which
+must always be written out (true or false). Unknown fields, and an empty
+name, are refused.`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, fp, err := e.certificateClient(args)
 			if err != nil {
@@ -327,13 +334,9 @@ func (e *env) trustEditCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			raw, err := yamlToJSON(edited)
+			put, err := applyEdit(cert, edited)
 			if err != nil {
-				return fmt.Errorf("Invalid YAML: %w", err)
-			}
-			var put api.CertificatePut
-			if err := json.Unmarshal(raw, &put); err != nil {
-				return fmt.Errorf("Invalid certificate: %w", err)
+				return err
 			}
 			_, err = c.Do(cmd.Context(), http.MethodPut, "/1.0/certificates/"+url.PathEscape(cert.Fingerprint), put, etag)
 			return err
