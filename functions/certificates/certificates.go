@@ -253,8 +253,8 @@ func (h *Handler) add(r *http.Request, id authn.Identity, req api.CertificatesPo
 	sum := projections.Fingerprint(cert.Raw)
 	fp := hex.EncodeToString(sum[:])
 	name := req.Name
-	if name == "" {
-		name = cert.Subject.CommonName
+	if name == "" && NameProblem(cert.Subject.CommonName) == "" {
+		name = cert.Subject.CommonName // a common name that is no valid name is passed over
 	}
 	if name == "" && id.Method == authn.MethodUnix {
 		name = id.Name // the local user; a unix socket has no client address

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
-	"net/http"
+	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/response"
@@ -66,9 +68,35 @@ func EncodePEM(c *x509.Certificate) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 }
 
+// MaxNameLength is the longest name, in bytes, of a trust-store entry or a
+// TLS identity.
+const MaxNameLength = 255
+
+// NameProblem returns what is wrong with name as the name of a trust-store
+// entry or a TLS identity, or "" if nothing is. As in LXD, a name must not
+// start with "-" (it would read as a flag) or contain "/" (it would read as
+// a path); it must also be UTF-8 without control characters or line
+// separators (it is printed in tables, logs and the audit trail, where a
+// line break would forge a line) and at most MaxNameLength bytes. The
+// result completes a sentence whose subject is the name.
+func NameProblem(name string) string {
+	switch {
+	case strings.HasPrefix(name, "-") || strings.Contains(name, "/"):
+		return `must not start with "-" or contain "/"`
+	case !utf8.ValidString(name):
+		return "must be valid UTF-8"
+	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }):
+		return "must not contain control characters or line breaks"
+	case len(name) > MaxNameLength:
+		return fmt.Sprintf("must not be longer than %d bytes", MaxNameLength)
+	}
+	return ""
+}
+
+// checkName refuses a certificate name NameProblem finds fault with.
 func checkName(name string) error {
-	if strings.HasPrefix(name, "-") || strings.Contains(name, "/") {
-		return &response.Error{Status: http.StatusBadRequest, Message: `Certificate name must not start with "-" or contain "/"`}
+	if p := NameProblem(name); p != "" {
+		return response.BadRequest("Certificate name " + p)
 	}
 	return nil
 }
