@@ -82,13 +82,19 @@ func (h *Handler) createTLS(w http.ResponseWriter, r *http.Request) {
 	response.Created(w, "/1.0/auth/identities/tls/"+identityID)
 }
 
-// checkNew validates an admin's request for a new TLS identity.
+// checkNew validates an admin's request for a new TLS identity. Its name
+// follows the rules of certificate names (certificates.NameProblem).
 func checkNew(req api.IdentitiesTLSPost) error {
 	switch {
 	case req.TrustToken != "":
 		return response.Conflict("Client already trusted")
 	case req.Name == "":
 		return response.BadRequest("Identity name must not be empty")
+	case certificates.NameProblem(req.Name) != "":
+		return response.BadRequest("Identity name " + certificates.NameProblem(req.Name))
+	case req.Name == "." || req.Name == "..":
+		// The name addresses the identity in /1.0/auth/identities/tls/{name}.
+		return response.BadRequest(`Identity name must not be "." or ".."`)
 	case len(req.Groups) > 0:
 		return response.BadRequest("Trustlog has no identity groups: give the identity \"access\" (admin, restricted with projects, none)")
 	case req.Token && req.Certificate != "":
