@@ -203,7 +203,11 @@ func (h *Handler) Routes(renew func(context.Context) error) []gate.Route {
 				return
 			}
 			if err := renew(r.Context()); err != nil {
-				response.Fail(w, r, h.log, &response.Error{Status: http.StatusBadGateway, Message: "ACME: " + err.Error()})
+				var answer *response.Error // the request's own fault: ACME is not configured, say
+				if !errors.As(err, &answer) {
+					err = &response.Error{Status: http.StatusBadGateway, Message: "ACME: " + err.Error()}
+				}
+				response.Fail(w, r, h.log, err)
 				return
 			}
 			response.EmptySync(w)

@@ -70,10 +70,10 @@ func (h *Handler) Routes() []gate.Route {
 	return []gate.Route{
 		{Method: "GET", Path: "/1.0/events", Handler: http.HandlerFunc(h.lifecycle)},
 		{Method: "GET", Path: "/1.0/trustlog/events", Handler: http.HandlerFunc(h.monitor)},
-		{Method: "GET", Path: "/1.0/trustlog/audit/verify", Handler: http.HandlerFunc(h.verify)},
-		{Method: "GET", Path: "/1.0/trustlog/audit/history", Handler: http.HandlerFunc(h.history)},
-		{Method: "GET", Path: "/1.0/trustlog/audit/trust", Handler: http.HandlerFunc(h.trustAt)},
-		{Method: "GET", Path: "/1.0/trustlog/audit/state", Handler: http.HandlerFunc(h.state)},
+		{Method: "GET", Path: "/1.0/trustlog/audit/verify", Admin: true, Handler: http.HandlerFunc(h.verify)},
+		{Method: "GET", Path: "/1.0/trustlog/audit/history", Admin: true, Handler: http.HandlerFunc(h.history)},
+		{Method: "GET", Path: "/1.0/trustlog/audit/trust", Admin: true, Handler: http.HandlerFunc(h.trustAt)},
+		{Method: "GET", Path: "/1.0/trustlog/audit/state", Admin: true, Handler: http.HandlerFunc(h.state)},
 	}
 }
 

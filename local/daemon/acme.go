@@ -24,6 +24,7 @@ import (
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/acme"
+	"github.com/trustlog/trustlog/functions/response"
 	"github.com/trustlog/trustlog/projections"
 )
 
@@ -242,7 +243,8 @@ func (d *Daemon) CheckRenewal(ctx context.Context, reason string) error {
 			return nil // backing off
 		}
 	} else if err := s.Check(); err != nil {
-		return err
+		// Asked for a renewal the configuration cannot give: the asker's to fix.
+		return response.BadRequest("ACME is not configured: " + err.Error())
 	}
 	ours := false
 	_, err := d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {

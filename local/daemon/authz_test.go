@@ -7,6 +7,7 @@ package daemon_test
 // and metrics certificates, LXD semantics where the projects differ).
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -33,7 +34,10 @@ import (
 //   - expired: a CA-signed client entry past its notAfter.
 //
 // {fp} is another client's entry, created afresh for each request; {own}
-// is the caller's own entry; {id} a fresh trust token.
+// is the caller's own entry; {id} a fresh trust token under
+// /1.0/operations and a fresh pending TLS identity under
+// /1.0/auth/identities. Every route trustlogd serves has a row
+// (TestAuthorizationMatrixCoversEveryRoute).
 const authzMatrix = `
 route                           untrusted admin restricted metrics revoked ca-trusted expired
 GET /                           200       200   200        200     200     200        200
@@ -58,7 +62,68 @@ PUT /1.0/trustlog/pki/ca        403       200   403        403     403     200  
 GET /1.0/trustlog/pki/crl       403       200   200        403     403     200        403
 PUT /1.0/trustlog/pki/crl       403       200   403        403     403     200        403
 GET /1.0/metrics                403       200   200        200     403     200        403
+GET /1.0/                       200       200   200        200     200     200        200
+GET /.well-known/acme-challenge/{token} 404 404 404      404     404     404        404
+POST /1.0/trustlog/acme/renew   403       400   403        403     403     400        403
+GET /1.0/events                 403       400   400        403     403     400        403
+GET /1.0/trustlog/events        403       200   200        403     403     200        403
+GET /1.0/trustlog/audit/verify  403       200   403        403     403     200        403
+GET /1.0/trustlog/audit/history 403       200   403        403     403     200        403
+GET /1.0/trustlog/audit/trust   403       200   403        403     403     200        403
+GET /1.0/trustlog/audit/state   403       200   403        403     403     200        403
+GET /1.0/auth/identities        403       200   403        403     403     200        403
+GET /1.0/auth/identities/current 403      200   200        403     403     200        403
+GET /1.0/auth/identities/{method} 403     200   403        403     403     200        403
+POST /1.0/auth/identities/tls   403       201   403        403     403     201        403
+POST /1.0/auth/identities/oidc  403       201   403        403     403     201        403
+GET /1.0/auth/identities/{method}/{id} 403 200  404        403     403     200        403
+PUT /1.0/auth/identities/{method}/{id} 403 200  403        403     403     200        403
+PATCH /1.0/auth/identities/{method}/{id} 403 200 403       403     403     200        403
+DELETE /1.0/auth/identities/{method}/{id} 403 200 403      403     403     200        403
 `
+
+// matrixPattern is the route pattern a matrix row stands for: its
+// placeholders ({fp}, {own}, {id}, …) and the mux's wildcards compared
+// alike, and "/{$}" as "/".
+func matrixPattern(route string) string {
+	route = strings.ReplaceAll(route, "{$}", "")
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(route, '{')
+		j := strings.IndexByte(route, '}')
+		if i < 0 || j < i {
+			b.WriteString(route)
+			return b.String()
+		}
+		b.WriteString(route[:i] + "{}")
+		route = route[j+1:]
+	}
+}
+
+// TestAuthorizationMatrixCoversEveryRoute: every route trustlogd serves has
+// a row in the matrix, and every row names a route it serves, so a route
+// added without deciding who may call it fails here.
+func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
+	t.Parallel()
+	s := startPKI(t, t.TempDir(), newPKIClock())
+	rows := map[string]bool{}
+	for _, cell := range parseAuthzMatrix(t) {
+		rows[matrixPattern(cell.route)] = true
+	}
+	served := map[string]bool{}
+	for _, rt := range s.d.Service().Routes() {
+		p := matrixPattern(rt.Method + " " + rt.Path)
+		served[p] = true
+		if !rows[p] {
+			t.Errorf("route %s %s has no row in the authorization matrix", rt.Method, rt.Path)
+		}
+	}
+	for p := range rows {
+		if !served[p] {
+			t.Errorf("matrix row %s names no route trustlogd serves", p)
+		}
+	}
+}
 
 // authzCell is one cell of the matrix.
 type authzCell struct {
@@ -158,6 +223,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 		s.trust(t, c, api.CertificatesPost{Name: fmt.Sprintf("target-%d", serial)})
 		return c
 	}
+	// newIdentity makes a pending TLS identity as the admin and returns its name.
+	newIdentity := func(t *testing.T) string {
+		t.Helper()
+		serial++
+		name := fmt.Sprintf("identity-%d", serial)
+		s.mustCall(t, http.StatusCreated, "POST", "/1.0/auth/identities/tls", api.IdentitiesTLSPost{Name: name, Token: true})
+		return name
+	}
 	// prepare returns the path and body of one request of route by caller,
 	// creating what it needs first.
 	prepare := func(t *testing.T, route string, caller *authzCaller) (string, any) {
@@ -207,6 +280,22 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return "/1.0/operations/" + id, nil
 		case "PUT /1.0/trustlog/pki/ca":
 			return path, pki.CAPut{Certificate: ca.PEM}
+		case "GET /1.0/trustlog/audit/history":
+			return path + "?subject=" + caller.cert.FP, nil
+		case "GET /1.0/trustlog/audit/trust":
+			return path + "?at=1", nil
+		case "GET /1.0/auth/identities/{method}":
+			return "/1.0/auth/identities/tls", nil
+		case "POST /1.0/auth/identities/tls":
+			serial++
+			return path, api.IdentitiesTLSPost{Name: fmt.Sprintf("ident-%d-by-%s", serial, caller.name), Token: true}
+		case "POST /1.0/auth/identities/oidc":
+			serial++
+			return path, api.IdentitiesTLSPost{Name: fmt.Sprintf("user%d-%s@example.com", serial, caller.name)}
+		case "GET /1.0/auth/identities/{method}/{id}", "DELETE /1.0/auth/identities/{method}/{id}":
+			return "/1.0/auth/identities/tls/" + newIdentity(t), nil
+		case "PUT /1.0/auth/identities/{method}/{id}", "PATCH /1.0/auth/identities/{method}/{id}":
+			return "/1.0/auth/identities/tls/" + newIdentity(t), api.IdentityPut{Access: "restricted", Projects: []string{"p1"}}
 		case "PUT /1.0/trustlog/pki/crl":
 			crlNumber++
 			at := clock.Now()
@@ -229,7 +318,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 			ensureEntries(t)
 			path, body := prepare(t, cell.route, caller)
 			before := s.lastSeq(t)
-			rep := s.over(t, caller.c, cell.method, path, body)
+			var rep pkiReply
+			if cell.route == "GET /1.0/trustlog/events" && cell.want == http.StatusOK {
+				// A stream that does not end: its status is the answer.
+				rep = streamStatus(t, caller.c, "https://"+s.d.HTTPSAddr()+path)
+			} else {
+				rep = s.over(t, caller.c, cell.method, path, body)
+			}
 			if rep.Code != cell.want {
 				t.Fatalf("%s %s as %s: %s, want %d", cell.method, path, cell.who, rep, cell.want)
 			}
@@ -263,4 +358,22 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// streamStatus opens a server-sent event stream and returns its status,
+// without waiting for an end that never comes.
+func streamStatus(t *testing.T, c *http.Client, url string) pkiReply {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), pkiTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return pkiReply{Code: resp.StatusCode, Header: resp.Header}
 }
