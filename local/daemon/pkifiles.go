@@ -87,7 +87,7 @@ func (w *crlWatcher) check(ctx context.Context) {
 		published := false
 		if err == nil {
 			_, err = d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
-				evs, err := pki.CRLEvents(m, der)
+				evs, err := pki.CRLEventsUnder(m, der, d.sys.MaxPayload())
 				published = len(evs) > 0
 				return evs, err
 			})
