@@ -5,8 +5,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/trustlog/trustlog/events"
 	"github.com/trustlog/trustlog/functions/api"
@@ -130,5 +132,51 @@ func TestBodyAfterAdmission(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMaxInFlight: a route with MaxInFlight serves that many requests at
+// once; the others wait for their turn and are served after.
+func TestMaxInFlight(t *testing.T) {
+	t.Parallel()
+	adminCert, adminEv := newCert(t, events.CertificateTypeClient)
+	var now, most atomic.Int64
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := now.Add(1)
+		defer now.Add(-1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+		response.EmptySync(w)
+	})
+	f := newFixtureWith(t, []gate.Route{
+		{Method: "PUT", Path: "/one", MaxInFlight: 1, Handler: slow},
+		{Method: "PUT", Path: "/any", Handler: slow},
+	}, adminEv)
+	c := f.client(t, adminCert)
+	for _, tc := range []struct {
+		path string
+		want int64
+	}{{"/one", 1}, {"/any", 8}} {
+		most.Store(0)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 8 {
+			wg.Go(func() {
+				<-start
+				if got := f.send(t, c, "PUT", tc.path, strings.NewReader("{}"), 2); got.code != http.StatusOK {
+					t.Errorf("PUT %s: HTTP %d %q", tc.path, got.code, got.env.Error)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if tc.path == "/one" && most.Load() != tc.want || tc.path == "/any" && most.Load() < 2 {
+			t.Errorf("PUT %s: at most %d at once, want %d", tc.path, most.Load(), tc.want)
+		}
 	}
 }

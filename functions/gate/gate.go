@@ -46,6 +46,11 @@ type Route struct {
 	// means DefaultMaxBody. A caller who is not trusted never gets more
 	// than UntrustedMaxBody, whatever the route allows.
 	MaxBody int64
+	// MaxInFlight, if positive, is how many requests of the route this
+	// instance serves at once (a large upload's memory is that many
+	// bodies at most); the others wait for their turn until their context
+	// ends.
+	MaxInFlight int
 	// Handler serves the route; authn.FromContext gives it the caller.
 	Handler http.Handler
 }
@@ -274,8 +279,15 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.mux.ServeHTTP(w, r)
 }
 
+// errBusy answers a request that gave up waiting for its route's turn.
+var errBusy = &response.Error{Status: http.StatusServiceUnavailable, Message: "Service unavailable: too many requests of this kind at once, try again"}
+
 func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 	a, obs, route := cfg.Authenticator, cfg.Observer, rt.Method+" "+rt.Path
+	var turns chan struct{}
+	if rt.MaxInFlight > 0 {
+		turns = make(chan struct{}, rt.MaxInFlight)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var id authn.Identity
 		start := cfg.Now()
@@ -359,6 +371,15 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		if turns != nil {
+			select {
+			case turns <- struct{}{}:
+				defer func() { <-turns }()
+			case <-r.Context().Done():
+				response.Fail(w, r, log, errBusy)
+				return
+			}
 		}
 		rt.Handler.ServeHTTP(w, r.WithContext(authn.WithIdentityOf(r.Context(), decided)))
 	})

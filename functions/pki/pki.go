@@ -101,7 +101,7 @@ func (h *Handler) Routes() []gate.Route {
 		{Method: "GET", Path: "/1.0/trustlog/pki/ca", Handler: http.HandlerFunc(h.getCA)},
 		{Method: "PUT", Path: "/1.0/trustlog/pki/ca", Admin: true, MaxBody: maxCABody, Handler: http.HandlerFunc(h.putCA)},
 		{Method: "GET", Path: "/1.0/trustlog/pki/crl", Handler: http.HandlerFunc(h.getCRL)},
-		{Method: "PUT", Path: "/1.0/trustlog/pki/crl", Admin: true, MaxBody: MaxCRLBody, Handler: http.HandlerFunc(h.putCRL)},
+		{Method: "PUT", Path: "/1.0/trustlog/pki/crl", Admin: true, MaxBody: MaxCRLBody, MaxInFlight: 1, Handler: http.HandlerFunc(h.putCRL)},
 	}
 }
 
