@@ -145,6 +145,7 @@ type Daemon struct {
 	acmeHTTP           *http.Server // the plain-HTTP ACME challenge listener, if any
 	acmeHTTPAddr       string
 	subscriberPassword string // the read-only NATS user's password, with NATSListen
+	mirrorPassword     string // the password of the user keeping the subscribers' mirror
 	cfg                Config
 	log                *slog.Logger
 	cert               servedCert
@@ -232,6 +233,11 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if d.store, err = natsstore.Open(ctx, d.nc, natsstore.Config{Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	if cfg.NATSListen != "" {
+		if err := d.openSubscriberMirror(ctx); err != nil {
+			return nil, err
+		}
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -328,6 +334,9 @@ func (d *Daemon) connectNATS() error {
 		StoreDir:   filepath.Join(d.cfg.Dir, "nats"),
 		NoSigs:     true,
 		NoLog:      true,
+		// No cap on the consumers of a stream unless its account sets one:
+		// the daemon's own consumers never wait for a free slot.
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	}
 	copts := []nats.Option{nats.InProcessServer(nil), nats.Name("trustlogd")}
 	if d.cfg.NATSCluster != "" {
@@ -342,7 +351,7 @@ func (d *Daemon) connectNATS() error {
 		listen = "127.0.0.1:0"
 	}
 	if listen != "" {
-		pw, err := d.listenOptions(sopts, listen)
+		pw, err := d.listenOptions(sopts, listen, d.cfg.NATSListen != "")
 		if err != nil {
 			return fmt.Errorf("daemon: %w", err)
 		}
