@@ -144,8 +144,9 @@ type Daemon struct {
 	acmeBackoff        time.Duration
 	acmeHTTP           *http.Server // the plain-HTTP ACME challenge listener, if any
 	acmeHTTPAddr       string
-	subscriberPassword string // the read-only NATS user's password, with NATSListen
-	mirrorPassword     string // the password of the user keeping the subscribers' mirror
+	subscriberPassword string   // the read-only NATS user's password, with NATSListen
+	mirrorPassword     string   // the password of the user keeping the subscribers' mirror
+	dirLock            *dirLock // held from Start until Close has stopped everything
 	cfg                Config
 	log                *slog.Logger
 	cert               servedCert
@@ -176,7 +177,9 @@ type httpsServer struct {
 }
 
 // Start brings a daemon up and returns once it serves: the read model has
-// replayed the stream and both listeners accept connections.
+// replayed the stream and both listeners accept connections. It locks the
+// data directory first, and fails with ErrDirInUse (naming the other
+// process) while another trustlogd runs on it.
 func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -219,6 +222,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}()
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("daemon: data directory: %w", err)
+	}
+	if d.dirLock, err = lockDataDir(cfg.Dir); err != nil {
+		return nil, err
 	}
 	pair, created, err := loadOrCreateServerCert(cfg.Dir, cfg.Now())
 	if err != nil {
@@ -589,8 +595,8 @@ type addrCache struct {
 // ServerName implements serverinfo.Host: the host name, read at start.
 func (d *Daemon) ServerName() string { return d.hostname }
 
-// Close stops the listeners, the projector and NATS. It is safe to call
-// more than once.
+// Close stops the listeners, the projector and NATS, and then unlocks the
+// data directory. It is safe to call more than once.
 func (d *Daemon) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -623,6 +629,8 @@ func (d *Daemon) Close() error {
 		d.ns.WaitForShutdown()
 		d.ns = nil
 	}
+	d.dirLock.release()
+	d.dirLock = nil
 	return nil
 }
 
