@@ -60,32 +60,6 @@ func acmeAccountKey(dir string) (crypto.PrivateKey, error) {
 	return k, nil
 }
 
-// writeFileAtomic writes path through a temporary file (fsynced, then
-// renamed), so a crash never leaves it half-written.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
 // RenewCertificate obtains the served certificate from the ACME CA of the
 // acme.* keys, stores it (key 0600) in the data directory, serves it at
 // once (no restart: tls.Config.GetCertificate), and records the rotation

@@ -254,7 +254,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.proj.Sync(syncCtx); err != nil {
 		return nil, fmt.Errorf("daemon: replaying the event stream: %w", err)
 	}
-	key, err := loadOrCreateSealingKey(cfg.Dir)
+	key, err := loadOrCreateSealingKey(cfg.Dir, d.proj.Snapshot())
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}

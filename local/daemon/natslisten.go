@@ -135,7 +135,7 @@ func natsPassword(dir, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+	if err := writeFileAtomic(path, []byte(pw+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return pw, nil
@@ -296,7 +296,7 @@ func (d *Daemon) openSubscriberMirror(ctx context.Context) error {
 // writeSubscriberURL records where and how subscribers connect.
 func (d *Daemon) writeSubscriberURL() error {
 	u := url.URL{Scheme: "nats", User: url.UserPassword(natsSubscriberUser, d.subscriberPassword), Host: d.ns.Addr().String()}
-	return os.WriteFile(filepath.Join(d.cfg.Dir, SubscriberURLFile), []byte(u.String()+"\n"), 0o600)
+	return writeFileAtomic(filepath.Join(d.cfg.Dir, SubscriberURLFile), []byte(u.String()+"\n"), 0o600)
 }
 
 // NATSAddr returns the address the embedded NATS server listens on for

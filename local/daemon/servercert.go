@@ -67,10 +67,12 @@ func loadOrCreateServerCert(dir string, now time.Time) (tls.Certificate, bool, e
 	if err != nil {
 		return tls.Certificate{}, false, err
 	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+	// The key first: a crash before the certificate is written leaves no
+	// pair, and the next start makes a new one.
+	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return tls.Certificate{}, false, fmt.Errorf("write server key: %w", err)
 	}
-	if err := os.WriteFile(crtPath, certPEM, 0o644); err != nil {
+	if err := writeFileAtomic(crtPath, certPEM, 0o644); err != nil {
 		return tls.Certificate{}, false, fmt.Errorf("write server certificate: %w", err)
 	}
 	pair, err = tls.X509KeyPair(certPEM, keyPEM)
