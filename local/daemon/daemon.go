@@ -322,7 +322,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 
 func (d *Daemon) connectNATS() error {
 	if d.cfg.NATSURL != "" {
-		opts := []nats.Option{nats.Name("trustlogd"), nats.MaxReconnects(-1)}
+		// No reconnect buffer: a publish while disconnected fails at once,
+		// so a write answered 503 is never sent after the reconnection.
+		opts := []nats.Option{nats.Name("trustlogd"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}
 		if d.cfg.NATSCreds != "" {
 			opts = append(opts, nats.UserCredentials(d.cfg.NATSCreds))
 		}

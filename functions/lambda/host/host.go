@@ -189,7 +189,9 @@ func Start(ctx context.Context, cfg Config) (_ *Host, err error) {
 		sum := sha256.Sum256(b.Bytes)
 		h.certFP = hex.EncodeToString(sum[:])
 	}
-	opts := []nats.Option{nats.Name("trustlog-lambda"), nats.MaxReconnects(-1), nats.Timeout(defaultTimeout)}
+	// No reconnect buffer: a publish while disconnected fails at once,
+	// so a write answered 503 is never sent after the reconnection.
+	opts := []nats.Option{nats.Name("trustlog-lambda"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1), nats.Timeout(defaultTimeout)}
 	if cfg.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
 	}
