@@ -104,7 +104,8 @@ func TestACMEIssuance(t *testing.T) {
 		}
 	}
 	a.configure(t, map[string]string{"acme.domain": "localhost", "acme.email": "ops@example.com", "acme.ca_url": pebble.dirURL, "acme.agree_tos": "false"})
-	if code, env := a.call(t, "POST", "/1.0/trustlog/acme/renew", nil); code != http.StatusBadGateway || !strings.Contains(env.Error, "acme.agree_tos must be true") {
+	// The configuration is the caller's to fix: 400, not the CA's 502.
+	if code, env := a.call(t, "POST", "/1.0/trustlog/acme/renew", nil); code != http.StatusBadRequest || !strings.Contains(env.Error, "acme.agree_tos must be true") {
 		t.Errorf("renew without the terms agreed: %d %q", code, env.Error)
 	}
 	a.configure(t, map[string]string{"acme.agree_tos": "true", "acme.ca_url": "https://127.0.0.1:1/dir"})
