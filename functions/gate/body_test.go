@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/trustlog/trustlog/events"
-	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/gate"
 	"github.com/trustlog/trustlog/functions/response"
 )
@@ -37,20 +36,7 @@ func (f *fixture) send(t *testing.T, c *http.Client, method, path string, body i
 		t.Fatal(err)
 	}
 	req.ContentLength = size
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var env api.Response
-	if err := json.Unmarshal(raw, &env); err != nil {
-		t.Fatalf("%s %s: not an envelope: %s", method, path, raw)
-	}
-	return reply{code: resp.StatusCode, header: resp.Header, env: env}
+	return f.exchange(t, c, req)
 }
 
 // TestBodyAfterAdmission: the gate decides who may send a body before

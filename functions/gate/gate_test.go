@@ -186,6 +186,12 @@ func (f *fixture) do(t *testing.T, c *http.Client, method, path string, header m
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	return f.exchange(t, c, req)
+}
+
+// exchange sends req with c and decodes the envelope of the answer.
+func (f *fixture) exchange(t *testing.T, c *http.Client, req *http.Request) reply {
+	t.Helper()
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +203,7 @@ func (f *fixture) do(t *testing.T, c *http.Client, method, path string, header m
 	}
 	var env api.Response
 	if err := json.Unmarshal(raw, &env); err != nil {
-		t.Fatalf("%s %s: not an envelope: %s", method, path, raw)
+		t.Fatalf("%s %s: not an envelope: %s", req.Method, req.URL.Path, raw)
 	}
 	return reply{code: resp.StatusCode, header: resp.Header, env: env}
 }
