@@ -17,6 +17,10 @@ type handle struct {
 	f    *file
 	lf   fs.FileHandle
 	fd   int // lf's descriptor of the backing file
+
+	// syncWrites makes each write a sync point (opened with O_SYNC or
+	// O_DSYNC); dataOnly is O_DSYNC without O_SYNC (an fdatasync).
+	syncWrites, dataOnly bool
 }
 
 var (
@@ -29,8 +33,9 @@ var (
 	_ fs.FileAllocater = (*handle)(nil)
 )
 
-// newHandle wraps lf, a loopback handle of n, and takes hold of n's state.
-func newHandle(n *node, lf fs.FileHandle) (*handle, syscall.Errno) {
+// newHandle wraps lf, a loopback handle of n opened with flags, and
+// takes hold of n's state.
+func newHandle(n *node, lf fs.FileHandle, flags uint32) (*handle, syscall.Errno) {
 	pf, ok := lf.(fs.FilePassthroughFder)
 	if !ok {
 		lf.(fs.FileReleaser).Release(context.Background())
@@ -38,7 +43,8 @@ func newHandle(n *node, lf fs.FileHandle) (*handle, syscall.Errno) {
 	}
 	fd, _ := pf.PassthroughFd()
 	ino := n.ino()
-	return &handle{node: n, ino: ino, f: n.fs.acquire(ino), lf: lf, fd: fd}, 0
+	return &handle{node: n, ino: ino, f: n.fs.acquire(ino), lf: lf, fd: fd,
+		syncWrites: flags&syscall.O_DSYNC != 0, dataOnly: flags&syscall.O_SYNC != syscall.O_SYNC}, 0
 }
 
 // truncate empties the file (an open with O_TRUNC).
@@ -85,15 +91,23 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	return fuse.ReadResultData(buf), 0
 }
 
-// Write keeps data as pending bytes of the file; it refuses while frozen.
+// Write keeps data as pending bytes of the file, or, on a handle opened
+// with O_SYNC or O_DSYNC, syncs the file before it returns (counted as a
+// sync). It refuses while frozen.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	errno := h.node.change(func() syscall.Errno {
 		h.f.mu.Lock()
 		defer h.f.mu.Unlock()
-		return h.f.write(h.fd, off, data)
+		if errno := h.f.write(h.fd, off, data); errno != 0 || !h.syncWrites {
+			return errno
+		}
+		return h.f.flush(h.fd, h.dataOnly)
 	})
 	if errno != 0 {
 		return 0, errno
+	}
+	if h.syncWrites {
+		h.node.fs.countSync(h.node.Path(nil))
 	}
 	return uint32(len(data)), 0
 }

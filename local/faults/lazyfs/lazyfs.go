@@ -10,8 +10,9 @@
 //     any handle, see them over the backing file, and the file's size is
 //     the larger of the backing size and the end of its pending bytes.
 //     Pending bytes outlive close: only fsync or fdatasync of a handle of
-//     that file (or Sync, or a clean Unmount) writes them to the backing
-//     file and fsyncs it. Handles of one file, hard links included, share
+//     that file, a write through a handle opened with O_SYNC or O_DSYNC,
+//     Sync, or a clean Unmount writes them to the backing file and
+//     fsyncs it. (Per-write flags such as RWF_SYNC do not reach FUSE.) Handles of one file, hard links included, share
 //     its pending bytes (they are kept by inode).
 //   - Metadata is eager, as in LazyFS's default: create, mkdir, mknod,
 //     symlink, link, rename, unlink, rmdir, truncate, chmod, chown, utimes,
@@ -194,7 +195,8 @@ func (f *FS) syncAll() error {
 	return nil
 }
 
-// Syncs returns how many fsync and fdatasync calls on files whose path,
+// Syncs returns how many fsync and fdatasync calls, and writes through
+// handles opened with O_SYNC or O_DSYNC, on files whose path,
 // relative to the root of the mount and at the time of the call, starts
 // with prefix have succeeded ("" counts all; end a directory's name with
 // "/"). Calls refused while frozen are not counted; nor is Sync.

@@ -202,6 +202,27 @@ func TestPowerCut(t *testing.T) {
 	want(t, "synced on a fresh mount", m.read(t, "synced"), "durable")
 }
 
+// TestSyncWrites: each write through a handle opened with O_SYNC or
+// O_DSYNC is durable when it returns, and counts as a sync.
+func TestSyncWrites(t *testing.T) {
+	m := mount(t)
+	for _, flag := range []int{os.O_SYNC, syscall.O_DSYNC} {
+		name := fmt.Sprintf("f-%#x", flag)
+		f := m.open(t, name, os.O_CREATE|os.O_WRONLY|flag)
+		for _, s := range []string{"one", "two"} {
+			if _, err := f.WriteString(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want(t, name+" on disk after the writes", m.onDisk(t, name), "onetwo")
+		if got := m.fs.Syncs(name); got != 2 {
+			t.Errorf("Syncs(%s) = %d, want 2", name, got)
+		}
+	}
+	m.powerCut()
+	want(t, "after the power cut", m.read(t, fmt.Sprintf("f-%#x", os.O_SYNC)), "onetwo")
+}
+
 // TestFrozen: after a power cut and before Thaw nothing changes the
 // backing directory, not even metadata, and Sync refuses; reads work.
 func TestFrozen(t *testing.T) {

@@ -157,9 +157,9 @@ func (n *node) backingPath() string {
 
 // openFlags are the open flags the backing file is opened with: the
 // kernel gives offsets itself (no O_APPEND), O_DIRECT would need aligned
-// buffers, and O_TRUNC is done under the file's lock.
+// buffers, and O_TRUNC and O_SYNC/O_DSYNC are done by the handle.
 func openFlags(flags uint32) uint32 {
-	return flags &^ (syscall.O_APPEND | syscall.O_DIRECT | syscall.O_TRUNC)
+	return flags &^ (syscall.O_APPEND | syscall.O_DIRECT | syscall.O_TRUNC | syscall.O_SYNC | syscall.O_DSYNC)
 }
 
 // Open opens the backing file and gives a handle on the file's shared
@@ -190,7 +190,7 @@ func (n *node) open(ctx context.Context, flags uint32) (*handle, syscall.Errno) 
 	if errno != 0 {
 		return nil, errno
 	}
-	h, errno := newHandle(n, lf)
+	h, errno := newHandle(n, lf, flags)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -218,7 +218,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		if errno != 0 {
 			return errno
 		}
-		h, errno = newHandle(ch.Operations().(*node), lf)
+		h, errno = newHandle(ch.Operations().(*node), lf, flags)
 		if errno != 0 {
 			return errno
 		}
