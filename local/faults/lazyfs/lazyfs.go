@@ -4,25 +4,33 @@
 // a power failure drops a page cache. It is the technique of LazyFS, which
 // Jepsen uses to find acknowledged writes that were never made durable.
 //
+// A harness mounts it over a node's data directory (Mount), cuts the power
+// after killing the node (PowerCut), boots it again (Thaw), and asks how
+// often a path was synced (Syncs); Unmount or, after a crash of the
+// harness, Clean detaches it.
+//
 // What it models, and what it does not:
 //
 //   - Data is lazy. A write goes to the file's pending bytes; reads, of
 //     any handle, see them over the backing file, and the file's size is
 //     the larger of the backing size and the end of its pending bytes.
-//     Pending bytes outlive close: only fsync or fdatasync of a handle of
-//     that file, a write through a handle opened with O_SYNC or O_DSYNC,
-//     Sync, or a clean Unmount writes them to the backing file and
-//     fsyncs it. (Per-write flags such as RWF_SYNC do not reach FUSE.) Handles of one file, hard links included, share
-//     its pending bytes (they are kept by inode).
+//     Pending bytes outlive close. Only an fsync or fdatasync of a handle
+//     of that file, a write through a handle opened with O_SYNC or
+//     O_DSYNC, Sync, or a clean Unmount writes them to the backing file
+//     and fsyncs it. Per-write flags such as RWF_SYNC do not reach FUSE.
+//     Handles of one file, hard links included, share its pending bytes
+//     (they are kept by inode).
 //   - Metadata is eager, as in LazyFS's default: create, mkdir, mknod,
-//     symlink, link, rename, unlink, rmdir, truncate, chmod, chown, utimes,
-//     xattrs and fallocate go straight to the backing directory and
-//     survive a power cut. A truncate drops the pending bytes past the new
+//     symlink, link, rename, unlink, rmdir, truncate, chmod, chown, utimes
+//     and xattrs go straight to the backing directory and survive a power
+//     cut; so does fallocate, in the modes that only reserve space (the
+//     others are refused). A truncate drops the pending bytes past the new
 //     size. A rename keeps the file's pending bytes (they belong to the
 //     inode), so after a power cut the file is at its new name with only
 //     the bytes synced before: a write-then-rename without fsync leaves a
 //     short or empty file under the final name, the hazard atomic-file
-//     writers guard against by syncing before the rename.
+//     writers guard against by syncing before the rename. An fsync of a
+//     directory goes to the backing directory and is not counted.
 //   - Nothing is written back in the background: unsynced bytes stay
 //     pending until a sync or a power cut, the worst case a kernel allows.
 //   - sync(2) and syncfs(2) do not reach this file system (go-fuse has no
@@ -34,9 +42,10 @@
 // (rather than killed) cannot make anything durable on its way out. Thaw
 // is the next boot. Reads keep working throughout.
 //
-// Mounting needs root and /dev/fuse; it mounts directly (no fusermount).
-// Files are opened in direct I/O mode and no attributes or entries are
-// cached by the kernel, so after a power cut no stale page is served.
+// Mounting needs root and /dev/fuse; it mounts directly (no fusermount),
+// without allow_other, so only root uses the mount. Files are opened in
+// direct I/O mode and the kernel caches no attributes or entries, so after
+// a power cut no stale page or size is served.
 package lazyfs
 
 import (

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/trustlog/trustlog/local/faults/lazyfs"
 )
 
@@ -584,4 +586,30 @@ func TestConcurrentWriters(t *testing.T) {
 	if got, want := m.fs.Syncs("shared"), int64(1+writers*blocks/8+1); got != want {
 		t.Errorf("Syncs(shared) = %d, want %d", got, want)
 	}
+}
+
+// TestSeekAndAllocate: SEEK_HOLE finds the end past pending bytes, and
+// fallocate reserves space but refuses to punch holes into pending data.
+func TestSeekAndAllocate(t *testing.T) {
+	m := mount(t)
+	m.create(t, "f", "0123", true)
+	f := m.open(t, "f", os.O_RDWR)
+	mustWriteAt(t, f, "pending", 4)
+	fd := int(f.Fd())
+	if off, err := unix.Seek(fd, 0, unix.SEEK_HOLE); err != nil || off != 11 {
+		t.Errorf("SEEK_HOLE from 0: %d, %v; want 11", off, err)
+	}
+	if off, err := unix.Seek(fd, 5, unix.SEEK_DATA); err != nil || off != 5 {
+		t.Errorf("SEEK_DATA from 5: %d, %v; want 5", off, err)
+	}
+	if _, err := unix.Seek(fd, 11, unix.SEEK_DATA); !errors.Is(err, syscall.ENXIO) {
+		t.Errorf("SEEK_DATA at the end: %v, want ENXIO", err)
+	}
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, 0, 4096); err != nil {
+		t.Errorf("fallocate KEEP_SIZE: %v", err)
+	}
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 4, 2); !errors.Is(err, syscall.EOPNOTSUPP) {
+		t.Errorf("fallocate PUNCH_HOLE: %v, want EOPNOTSUPP", err)
+	}
+	want(t, "after fallocate", m.read(t, "f"), "0123pending")
 }
