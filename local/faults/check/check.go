@@ -186,6 +186,12 @@ func Check(h *history.History, cfg Config) (*Report, error) {
 		Events:         len(h.Events),
 		Truncated:      h.Truncated,
 		StalenessBound: Duration(cfg.StalenessBound),
+		// Empty lists, not null, in JSON.
+		Lost:              []Loss{},
+		DoubleRedemptions: []Double{},
+		StaleAdmits:       []Stale{},
+		UntrustedAdmits:   []Stale{},
+		ReadYourWrites:    []Stale{},
 	}
 	r.count(h)
 	w := newWorkload(h.Ops)
@@ -304,7 +310,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // judge lists the violations. finished reports that the history has final
 // states: the run reached its end.
 func (r *Report) judge(finished bool) {
-	r.Failures = nil
+	r.Failures = []string{}
 	fail := func(format string, args ...any) { r.Failures = append(r.Failures, fmt.Sprintf(format, args...)) }
 	if n := len(r.Lost); n > 0 {
 		fail("lost acknowledged changes: %d", n)
