@@ -50,8 +50,9 @@
 //     read completed exists. A violation (must be 0).
 //   - stale refusal: "untrusted", contradicted by an add. Information.
 //   - read-your-writes violation: the read went to the very node that
-//     acknowledged the contradicting write (docs/architecture.md, D2). A
-//     violation, whatever the lag.
+//     acknowledged the contradicting write, and no restart event of that
+//     node lies between the two (docs/architecture.md, D2: the promise is
+//     the instance's). A violation, whatever the lag.
 //
 // Convergence. Each heal event is paired with the first converged event
 // after it; the delays are reported as p50, p99 (nearest rank) and
@@ -198,7 +199,7 @@ func Check(h *history.History, cfg Config) (*Report, error) {
 	r.checkFinals(h.Finals)
 	r.checkLosses(w, h.Finals)
 	r.checkRedemptions(h.Ops, h.Finals)
-	r.checkReads(w, cfg.StalenessBound)
+	r.checkReads(w, h.Events, cfg.StalenessBound)
 	r.checkConvergence(h.Events)
 	for _, m := range []*model{tokenModel(h.Ops, cfg.StalenessBound), trustModel(h.Ops)} {
 		l, err := m.check(cfg)

@@ -264,6 +264,14 @@ func TestViolations(t *testing.T) {
 			},
 		},
 		{
+			name: "fail/read your writes before a restart",
+			history: func() *builder {
+				// A restart of n1 after the read is no excuse.
+				return clean().read("n1", fpA, history.ValueTrusted, 80, 90).event(95, history.EventRestart, "", "n1")
+			},
+			want: func(r *check.Report) string { return cmp.Diff(1, len(r.ReadYourWrites)) },
+		},
+		{
 			name: "fail/never converged",
 			history: func() *builder {
 				return clean().event(5000, history.EventHeal, "")
@@ -355,6 +363,18 @@ func TestUnknownsAreNoViolation(t *testing.T) {
 	// fpA, fpB, fpE and fpC (trusted by the unknown redemption alone).
 	if r.Undetermined != 4 {
 		t.Errorf("undetermined fingerprints: %d, want 4\n%s", r.Undetermined, r)
+	}
+}
+
+// TestRestartEndsReadYourWrites: a node restarted since it acknowledged
+// a removal is another instance; within the staleness bound its admit is
+// lag, not a broken promise.
+func TestRestartEndsReadYourWrites(t *testing.T) {
+	t.Parallel()
+	b := clean().event(75, history.EventRestart, "", "n1").read("n1", fpA, history.ValueTrusted, 80, 90)
+	r := run(t, b, check.Config{})
+	if !r.OK() || r.AdmitsWithinBound != 2 {
+		t.Errorf("admit after a restart: OK %v, %d within the bound; want true, 2\n%s", r.OK(), r.AdmitsWithinBound, r)
 	}
 }
 

@@ -173,7 +173,7 @@ func (r *Report) checkRedemptions(ops []history.Op, finals []history.Final) {
 }
 
 // checkReads finds the answers an earlier acknowledged write contradicts.
-func (r *Report) checkReads(w *workload, bound time.Duration) {
+func (r *Report) checkReads(w *workload, events []history.Event, bound time.Duration) {
 	for _, fp := range w.keys {
 		writes := w.writes[fp]
 		for _, rd := range w.reads[fp] {
@@ -214,7 +214,8 @@ func (r *Report) checkReads(w *workload, bound time.Duration) {
 				if latest == nil || d.Complete.After(latest.Complete) {
 					latest = d
 				}
-				if d.Node == rd.Node && (own == nil || d.Complete.After(own.Complete)) {
+				if d.Node == rd.Node && !restarted(events, d.Node, d.Complete, rd.Invoke) &&
+					(own == nil || d.Complete.After(own.Complete)) {
 					own = d
 				}
 			}
@@ -238,4 +239,16 @@ func (r *Report) checkReads(w *workload, bound time.Duration) {
 			}
 		}
 	}
+}
+
+// restarted reports whether node was restarted between from and to: it is
+// then another instance, bound by the staleness bound alone.
+func restarted(events []history.Event, node string, from, to time.Time) bool {
+	for _, e := range events {
+		if e.Kind == history.EventRestart && e.Time.After(from) && e.Time.Before(to) &&
+			(len(e.Nodes) == 0 || slices.Contains(e.Nodes, node)) {
+			return true
+		}
+	}
+	return false
 }
