@@ -17,7 +17,8 @@ import (
 
 // Apply folds one stored event into m and returns the resulting model; m is
 // not modified. It is pure: no I/O, no clock. Events at or below m.Seq() are
-// ignored, so applying a record twice is harmless. An event of unknown type
+// ignored, so applying a record twice is harmless (a repeat of m.Seq() with
+// other content is a break of the chain, see Model.ChainBreak). An event of unknown type
 // advances the sequence and is counted in Skipped. A record that does not
 // decode is passed over as Builder.Apply does: the returned model has
 // advanced past it, and the error says why.
@@ -71,14 +72,41 @@ func (b *Builder) Model() *Model {
 	return &snap
 }
 
+// ChainBreak returns the first break of the hash chain folded so far (see
+// Model.ChainBreak).
+func (b *Builder) ChainBreak() (seq uint64, reason string) { return b.m.broken, b.m.brokenWhy }
+
 // Apply folds one stored event. A record that does not decode (or whose
 // type is unknown) is passed over: the sequence advances, Skipped counts it,
-// and for a record that does not decode the error says why.
+// and for a record that does not decode the error says why. A record at or
+// below the sequence folded so far changes nothing but, if it repeats the
+// last one with other content, the chain's state (see Model.ChainBreak).
 func (b *Builder) Apply(rec events.Record) error {
 	if rec.Seq <= b.m.seq {
+		b.repeat(rec)
 		return nil
 	}
 	return b.fold(decode(rec))
+}
+
+// repeat checks a record delivered again: only the last one folded can be
+// compared, and only its hash is kept.
+func (b *Builder) repeat(rec events.Record) {
+	if rec.Seq != b.m.seq || b.m.broken != 0 {
+		return
+	}
+	b.link(events.Link{Seq: rec.Seq, Hash: events.Hash(rec.Raw)}, "", true)
+}
+
+// link records the first break of the chain, if next does not follow the
+// last record folded.
+func (b *Builder) link(next events.Link, prevHash string, envelope bool) {
+	if b.m.broken != 0 {
+		return
+	}
+	if brk := events.CheckLink(events.Link{Seq: b.m.seq, Hash: b.m.hash}, next, prevHash, envelope); brk != nil {
+		b.m.broken, b.m.brokenWhy = brk.Seq, brk.Reason
+	}
 }
 
 // decoded is a stored event made ready to fold: the part of folding that
@@ -97,14 +125,12 @@ func decode(rec events.Record) decoded {
 }
 
 func (b *Builder) fold(d decoded) error {
-	prev := b.m.hash
+	envelope := d.env.Type != "" // Type is empty only when the envelope does not decode
+	b.link(events.Link{Seq: d.seq, Hash: d.hash}, d.env.PrevHash, envelope)
 	b.m.seq, b.m.hash = d.seq, d.hash
-	if d.env.Type == "" { // the envelope itself does not decode
+	if !envelope {
 		b.m.skipped++
 		return fmt.Errorf("projections: event %d: %w", d.seq, d.err)
-	}
-	if d.env.PrevHash != prev && b.m.broken == 0 {
-		b.m.broken = d.seq
 	}
 	switch {
 	case errors.Is(d.err, events.ErrUnknownType):
@@ -420,6 +446,7 @@ func (b *Builder) ApplyAll(recs []events.Record, report func(seq uint64, err err
 		<-ready[c]
 		for i := c * chunk; i < min((c+1)*chunk, len(recs)); i++ {
 			if recs[i].Seq <= b.m.seq {
+				b.repeat(recs[i])
 				continue
 			}
 			if err := b.fold(out[i]); err != nil && report != nil {

@@ -29,6 +29,7 @@ type certView struct {
 type modelView struct {
 	Seq     uint64
 	Broken  uint64
+	Why     string // the reason of Broken
 	Skipped uint64
 	Certs   []certView
 	Config  map[string]string
@@ -40,7 +41,7 @@ type modelView struct {
 // each of the model's lookups.
 func view(t *testing.T, m *projections.Model) modelView {
 	t.Helper()
-	v := modelView{Seq: m.Seq(), Broken: m.ChainBreak(), Skipped: m.Skipped(), Config: m.Config()}
+	v := modelView{Seq: m.Seq(), Broken: m.ChainBreak(), Why: m.ChainBreakReason(), Skipped: m.Skipped(), Config: m.Config()}
 	for _, c := range m.Certificates() {
 		v.Certs = append(v.Certs, certView{c.Fingerprint, c.Name, c.Type, c.Restricted, c.Projects, c.Description, c.PEM, c.NotAfter()})
 		sum, ok := projections.ParseFingerprint(c.Fingerprint)
@@ -103,6 +104,9 @@ func evEdit(p events.Payload, edit func(*events.Envelope)) step {
 func old(seq uint64, p events.Payload) step {
 	return func(c *chain) events.Record { return c.at(seq, p) }
 }
+
+// again repeats the last record, byte for byte.
+func again() step { return func(c *chain) events.Record { return c.last } }
 
 func TestApply(t *testing.T) {
 	t.Parallel()
@@ -246,10 +250,21 @@ func TestApply(t *testing.T) {
 				ev(trusted(c0, "a")),
 				ev(&events.ConfigChanged{Key: "k", Value: "v"}),
 				old(1, &events.CertificateRemoved{Fingerprint: c0.FP}),
+				again(),
+				old(1, trusted(c1, "b")),
+			},
+			want: modelView{Seq: 2, Certs: []certView{entry(c0, "a")}, Config: map[string]string{"k": "v"}},
+		},
+		{
+			name: "ok/the last sequence again with other content breaks the chain and changes nothing else",
+			steps: []step{
+				ev(trusted(c0, "a")),
+				ev(&events.ConfigChanged{Key: "k", Value: "v"}),
 				old(2, &events.ConfigChanged{Key: "k", Value: ""}),
 				old(2, trusted(c1, "b")),
 			},
-			want: modelView{Seq: 2, Certs: []certView{entry(c0, "a")}, Config: map[string]string{"k": "v"}},
+			want: modelView{Seq: 2, Broken: 2, Why: "sequence 2 was delivered again with different content",
+				Certs: []certView{entry(c0, "a")}, Config: map[string]string{"k": "v"}},
 		},
 		{
 			name: "ok/unknown type is skipped and the sequence advances",
@@ -270,12 +285,13 @@ func TestApply(t *testing.T) {
 			wantErr: true,
 		},
 		{
-			name: "fail/envelope that does not decode is skipped",
+			name: "fail/envelope that does not decode is skipped, and breaks the chain",
 			steps: []step{
 				ev(&events.ConfigChanged{Key: "k", Value: "v"}),
 				evEdit(&events.ConfigChanged{}, func(e *events.Envelope) { e.ID = "" }),
 			},
-			want:    modelView{Seq: 2, Skipped: 1, Config: map[string]string{"k": "v"}},
+			want: modelView{Seq: 2, Broken: 2, Why: "the record is not a Trustlog event envelope, so it names no predecessor",
+				Skipped: 1, Config: map[string]string{"k": "v"}},
 			wantErr: true,
 		},
 		{
@@ -287,14 +303,15 @@ func TestApply(t *testing.T) {
 				ev(&events.ConfigChanged{Key: "d", Value: "4"}),
 				evEdit(&events.ConfigChanged{Key: "e", Value: "5"}, func(e *events.Envelope) { e.PrevHash = "" }),
 			},
-			want: modelView{Seq: 5, Broken: 3, Config: map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}},
+			want: modelView{Seq: 5, Broken: 3, Why: "its prevhash does not match the hash of event 2",
+				Config: map[string]string{"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}},
 		},
 		{
 			name: "ok/first event must have an empty previous hash",
 			steps: []step{
 				evEdit(&events.ConfigChanged{Key: "a", Value: "1"}, func(e *events.Envelope) { e.PrevHash = strings.Repeat("f", 64) }),
 			},
-			want: modelView{Seq: 1, Broken: 1, Config: map[string]string{"a": "1"}},
+			want: modelView{Seq: 1, Broken: 1, Why: "the first event names a predecessor (its prevhash is not empty)", Config: map[string]string{"a": "1"}},
 		},
 		{
 			name: "ok/chain break after a skipped event",
@@ -303,7 +320,8 @@ func TestApply(t *testing.T) {
 				evEdit(&events.ConfigChanged{}, func(e *events.Envelope) { e.Type = "trustlog.future.thing.v9" }),
 				evEdit(&events.ConfigChanged{Key: "b", Value: "2"}, func(e *events.Envelope) { e.PrevHash = "x" }),
 			},
-			want: modelView{Seq: 3, Broken: 3, Skipped: 1, Config: map[string]string{"a": "1", "b": "2"}},
+			want: modelView{Seq: 3, Broken: 3, Why: "its prevhash does not match the hash of event 2", Skipped: 1,
+				Config: map[string]string{"a": "1", "b": "2"}},
 		},
 	}
 	for _, tt := range tests {

@@ -85,6 +85,7 @@ type chain struct {
 	tb   testing.TB
 	seq  uint64
 	prev string
+	last events.Record // the last record next made
 }
 
 func newChain(tb testing.TB) *chain { return &chain{tb: tb} }
@@ -108,7 +109,8 @@ func (c *chain) next(p events.Payload, edit func(*events.Envelope)) events.Recor
 		c.tb.Fatal(err)
 	}
 	c.prev = events.Hash(raw)
-	return events.Record{Seq: c.seq, Raw: raw}
+	c.last = events.Record{Seq: c.seq, Raw: raw}
+	return c.last
 }
 
 // at encodes p as a record at sequence seq without advancing the chain.

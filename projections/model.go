@@ -64,10 +64,11 @@ func (c *Certificate) NotAfter() time.Time {
 // Model is an immutable view of the event stream up to a sequence. All its
 // methods are safe for concurrent use; returned values must not be modified.
 type Model struct {
-	seq     uint64
-	hash    string
-	broken  uint64
-	skipped uint64
+	seq       uint64
+	hash      string
+	broken    uint64 // the first break of the hash chain, 0 if none
+	brokenWhy string // what broke there
+	skipped   uint64
 	// certs is the trust store in 256 shards by the fingerprint's first
 	// byte: a change copies one shard (a few hundred entries at 100k), not
 	// the whole map, so live updates stay cheap at any size.
@@ -104,9 +105,17 @@ func (m *Model) Seq() uint64 { return m.seq }
 // Hash returns the chain hash of the last event folded in ("" for none).
 func (m *Model) Hash() string { return m.hash }
 
-// ChainBreak returns the sequence of the first event whose previous-hash
-// did not match its predecessor, or 0 if the chain is intact.
+// ChainBreak returns the sequence where the records folded stopped being
+// one hash chain (events.CheckLink), or 0 if they are one: the first event
+// whose prevhash does not match its predecessor's hash, the first record
+// that is not an envelope, the first sequence missing, or the last
+// sequence folded delivered again with different content. The first break
+// stays: the model holds it for as long as it lives, and a snapshot of it
+// is refused (EncodeSnapshot).
 func (m *Model) ChainBreak() uint64 { return m.broken }
+
+// ChainBreakReason says what is wrong at ChainBreak, "" if nothing is.
+func (m *Model) ChainBreakReason() string { return m.brokenWhy }
 
 // Skipped returns how many events of unknown type were passed over.
 func (m *Model) Skipped() uint64 { return m.skipped }

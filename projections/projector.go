@@ -28,7 +28,11 @@ const replayBatch = 1024
 
 // Projector keeps the read model current: it replays the stream, then
 // follows it, and publishes an immutable snapshot after each caught-up
-// event. Its methods are safe for concurrent use.
+// event. The fold checks the hash chain as it goes, from the start model
+// on (the first event after a stored snapshot must chain onto the
+// snapshot's hash): the first break stays in every later model
+// (Model.ChainBreak) and is logged once, at Error. Its methods are safe
+// for concurrent use.
 type Projector struct {
 	feed Feed
 	log  *slog.Logger
@@ -40,6 +44,8 @@ type Projector struct {
 	mu     sync.Mutex
 	notify chan struct{} // closed and replaced at each new snapshot
 	failed error         // set when Run has stopped for good
+
+	breakLogged bool // only Run reads and sets it
 }
 
 // ProjectorConfig configures a Projector. The zero value is valid.
@@ -125,6 +131,7 @@ func (p *Projector) publish(m *Model) {
 // bounded backoff when the feed fails. It returns ctx.Err().
 func (p *Projector) Run(ctx context.Context) error {
 	b := NewBuilder(p.Snapshot())
+	p.reportBreak(b)
 	backoff := 50 * time.Millisecond
 	defer func() {
 		p.mu.Lock()
@@ -155,6 +162,7 @@ func (p *Projector) Run(ctx context.Context) error {
 			}
 			b.ApplyAll(batch, report)
 			batch = batch[:0]
+			p.reportBreak(b)
 			if pending == 0 {
 				p.publish(b.Model())
 			}
@@ -162,6 +170,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		// What the feed delivered before it ended is folded too, so that
 		// following resumes after it.
 		b.ApplyAll(batch, report)
+		p.reportBreak(b)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -176,3 +185,17 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 func (p *Projector) touch(t time.Time) { p.contact.Store(t.UnixNano()) }
+
+// reportBreak logs the first break of the hash chain, once: the model
+// keeps it (Model.ChainBreak), and hosts refuse to vouch for the trust
+// store from then on.
+func (p *Projector) reportBreak(b *Builder) {
+	if p.breakLogged {
+		return
+	}
+	if seq, why := b.ChainBreak(); seq != 0 {
+		p.breakLogged = true
+		p.log.Error("projection: the event log is broken; this instance will not vouch for its trust store until it restarts",
+			"seq", seq, "reason", why)
+	}
+}
