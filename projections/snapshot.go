@@ -35,6 +35,11 @@ var snapshotMagic = []byte("trustlog-snapshot\x00\x03")
 // ErrSnapshotVersion reports a snapshot written by another format version.
 var ErrSnapshotVersion = errors.New("projections: snapshot of an unknown format version")
 
+// ErrSnapshotBroken reports a model whose hash chain is broken (see
+// Model.ChainBreak): it is not stored as a snapshot, and a stored one is
+// not used, so that a cold start replays and finds the break for itself.
+var ErrSnapshotBroken = errors.New("projections: the hash chain of the model is broken")
+
 // snapshot is the serialised form of a Model: what the fold produced, not
 // the events. Derived indexes (pending tokens by secret, certificates of
 // identities) are rebuilt on decode.
@@ -89,8 +94,16 @@ type snapIdentity struct {
 // EncodeSnapshot serialises m: a cold start decodes it and replays only
 // the events after m.Seq(), instead of the whole stream. The certificates
 // are written shard by shard, each shard in key order, so that a model is
-// always written the same way.
+// always written the same way. A model whose hash chain is broken is
+// refused with ErrSnapshotBroken.
 func EncodeSnapshot(m *Model) ([]byte, error) {
+	if m.broken != 0 {
+		return nil, fmt.Errorf("%w at sequence %d: %s", ErrSnapshotBroken, m.broken, m.brokenWhy)
+	}
+	return encodeSnapshot(m)
+}
+
+func encodeSnapshot(m *Model) ([]byte, error) {
 	s := snapshotOf(m)
 	var g bytes.Buffer
 	if err := gob.NewEncoder(&g).Encode(&s); err != nil {
@@ -169,7 +182,9 @@ func snapshotOf(m *Model) snapshot {
 	return s
 }
 
-// DecodeSnapshot rebuilds the Model EncodeSnapshot serialised.
+// DecodeSnapshot rebuilds the Model EncodeSnapshot serialised. A snapshot
+// of another format is refused with ErrSnapshotVersion, one of a broken
+// chain with ErrSnapshotBroken.
 func DecodeSnapshot(raw []byte) (*Model, error) {
 	rest, ok := bytes.CutPrefix(raw, snapshotMagic)
 	if !ok {
@@ -190,6 +205,9 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 	}
 	if s.Version != SnapshotVersion {
 		return nil, fmt.Errorf("%w: %d", ErrSnapshotVersion, s.Version)
+	}
+	if s.Broken != 0 { // written before EncodeSnapshot refused such models
+		return nil, fmt.Errorf("%w at sequence %d", ErrSnapshotBroken, s.Broken)
 	}
 	b := NewBuilder(nil)
 	b.m.seq, b.m.hash, b.m.broken, b.m.skipped = s.Seq, s.Hash, s.Broken, s.Skipped

@@ -200,3 +200,17 @@ func TestSnapshotDamaged(t *testing.T) {
 		t.Errorf("an older snapshot: %v, want ErrSnapshotVersion", err)
 	}
 }
+
+// TestSnapshotOfBrokenChainRefused: a model whose chain is broken is not
+// stored as a snapshot, so a cold start replays and finds the break
+// itself instead of trusting or forgetting it.
+func TestSnapshotOfBrokenChainRefused(t *testing.T) {
+	t.Parallel()
+	recs := configChain(t, 3) // chain_test.go
+	recs[1].Raw, recs[2].Raw = recs[2].Raw, recs[1].Raw
+	b := projections.NewBuilder(nil)
+	b.ApplyAll(recs, nil)
+	if _, err := projections.EncodeSnapshot(b.Model()); !errors.Is(err, projections.ErrSnapshotBroken) {
+		t.Errorf("EncodeSnapshot of a model broken at %d: %v, want ErrSnapshotBroken", b.Model().ChainBreak(), err)
+	}
+}
