@@ -115,7 +115,10 @@ type Positioned interface {
 
 // RestoreModel loads the stored snapshot and decodes it with decode (such
 // as projections.DecodeSnapshot), checking that the decoded model stands
-// where the snapshot says. It returns ErrNoSnapshot when there is none.
+// where the snapshot says: the sequence and chain hash of an event in the
+// stream (LoadSnapshot), so that the next event must chain onto it. It
+// returns ErrNoSnapshot when there is none, and an error for a snapshot
+// that does not match the stream or that decode refuses.
 func RestoreModel[M Positioned](ctx context.Context, s *Store, decode func([]byte) (M, error)) (M, error) {
 	var zero M
 	snap, err := s.LoadSnapshot(ctx)
@@ -127,7 +130,8 @@ func RestoreModel[M Positioned](ctx context.Context, s *Store, decode func([]byt
 		return zero, err
 	}
 	if m.Seq() != snap.Seq || m.Hash() != snap.Hash {
-		return zero, fmt.Errorf("natsstore: the snapshot's model stands at %d, its label at %d", m.Seq(), snap.Seq)
+		return zero, fmt.Errorf("natsstore: the snapshot's model stands at %d (hash %q), its label and the stream at %d (hash %q)",
+			m.Seq(), m.Hash(), snap.Seq, snap.Hash)
 	}
 	return m, nil
 }

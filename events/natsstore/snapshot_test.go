@@ -3,6 +3,7 @@ package natsstore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +48,13 @@ func TestSnapshots(t *testing.T) {
 	m, err := natsstore.RestoreModel(ctx, st, decode)
 	if err != nil || m.hash != hash {
 		t.Fatalf("RestoreModel = %+v, %v", m, err)
+	}
+	// A snapshot whose model stands elsewhere than its label says (on
+	// another history) is refused, so the next event is never folded onto
+	// a hash it does not chain onto.
+	elsewhere := func(raw []byte) (positioned, error) { return positioned{seq: seq, hash: "another history"}, nil }
+	if _, err := natsstore.RestoreModel(ctx, st, elsewhere); err == nil || !strings.Contains(err.Error(), "another history") {
+		t.Errorf("snapshot of another history: %v, want a mismatch error", err)
 	}
 	// A snapshot whose label does not match the stream is refused.
 	if err := st.SaveSnapshot(ctx, natsstore.Snapshot{Data: []byte("x"), Seq: seq, Hash: "forged"}, 1); err != nil {
