@@ -39,7 +39,11 @@ func (e *env) auditVerifyCmd() *cobra.Command {
 			}
 			fmt.Fprintf(e.stdout, "Events checked: %d (last %d, hash %s)\n", v.Events, v.LastSeq, v.LastHash)
 			if v.FirstBreak != 0 {
-				fmt.Fprintf(e.stdout, "Chain broken at sequence %d: its prevhash does not match event %d\n", v.FirstBreak, v.FirstBreak-1)
+				reason := v.FirstBreakReason
+				if reason == "" { // a server from before the reason was reported
+					reason = fmt.Sprintf("its prevhash does not match event %d", v.FirstBreak-1)
+				}
+				fmt.Fprintf(e.stdout, "Chain broken at sequence %d: %s\n", v.FirstBreak, reason)
 			}
 			for _, seq := range v.Undecodable {
 				fmt.Fprintf(e.stdout, "Event %d is not a valid Trustlog event\n", seq)

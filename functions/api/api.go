@@ -213,9 +213,13 @@ type AuditVerification struct {
 	Events   uint64 `json:"events" yaml:"events"`
 	LastSeq  uint64 `json:"last_seq" yaml:"last_seq"`
 	LastHash string `json:"last_hash" yaml:"last_hash"`
-	// FirstBreak is the first sequence whose prevhash does not match the
-	// previous event, 0 if the chain is whole.
+	// FirstBreak is the first sequence where the log stops being one hash
+	// chain, 0 if it is one: an event whose prevhash does not match the
+	// previous event, a record that is not an envelope, the first sequence
+	// missing, or one delivered twice with different content.
 	FirstBreak uint64 `json:"first_break" yaml:"first_break"`
+	// FirstBreakReason says what is wrong at FirstBreak.
+	FirstBreakReason string `json:"first_break_reason,omitempty" yaml:"first_break_reason,omitempty"`
 	// Undecodable lists the sequences that are not valid envelopes.
 	Undecodable []uint64 `json:"undecodable" yaml:"undecodable"`
 	// OK is true when the chain is whole and every event decodes.

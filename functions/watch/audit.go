@@ -54,7 +54,9 @@ func (h *Handler) scan(ctx context.Context, to uint64, fn func(rec events.Record
 }
 
 // verify serves GET /1.0/trustlog/audit/verify: it recomputes the hash
-// chain over the whole stream and reports the first break.
+// chain over the whole stream and reports the first break, by the rule
+// the read model folds with (events.CheckLink), so that both name the
+// same sequence.
 func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	if !authn.FromContext(r.Context()).Admin() {
 		response.Fail(w, r, h.log, response.ErrForbidden)
@@ -66,17 +68,21 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := Verification{Undecodable: []uint64{}}
-	prev := ""
+	var prev events.Link // the last record checked
 	err = h.scan(r.Context(), last, func(rec events.Record) {
 		v.Events++
+		next := events.Link{Seq: rec.Seq, Hash: events.Hash(rec.Raw)}
 		env, err := events.Decode(rec.Raw)
 		if err != nil {
 			v.Undecodable = append(v.Undecodable, rec.Seq)
-		} else if env.PrevHash != prev && v.FirstBreak == 0 {
-			v.FirstBreak = rec.Seq
 		}
-		prev = events.Hash(rec.Raw)
-		v.LastSeq, v.LastHash = rec.Seq, prev
+		if brk := events.CheckLink(prev, next, env.PrevHash, err == nil); brk != nil && v.FirstBreak == 0 {
+			v.FirstBreak, v.FirstBreakReason = brk.Seq, brk.Reason
+		}
+		if next.Seq > prev.Seq {
+			prev = next
+		}
+		v.LastSeq, v.LastHash = prev.Seq, prev.Hash
 	})
 	if err != nil {
 		response.Fail(w, r, h.log, err)
