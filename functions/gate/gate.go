@@ -156,6 +156,13 @@ type Config struct {
 	// (other than on the unix socket) then fail closed with it, since a
 	// stale trust store could miss a revocation.
 	Staleness func(now time.Time) error
+	// Broken, if set, returns an error once the read model has found the
+	// event log broken (see Broken): every request then fails with it,
+	// trusted or not, except on the unix socket (the operator's way in)
+	// and on routes that admit metrics certificates (so that monitoring
+	// still reads trustlog_chain_break_sequence). It is called on every
+	// request and must cost no more than a pointer load.
+	Broken func() error
 	// Denials, if set, is told about every refused request after it is
 	// answered, to record attempts worth auditing.
 	Denials Denials
@@ -288,6 +295,10 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 	if rt.MaxInFlight > 0 {
 		turns = make(chan struct{}, rt.MaxInFlight)
 	}
+	broken := cfg.Broken
+	if rt.Metrics {
+		broken = nil
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var id authn.Identity
 		start := cfg.Now()
@@ -316,6 +327,12 @@ func admit(cfg Config, log *slog.Logger, rt Route) http.Handler {
 			shared = a.Identify(r)
 		}
 		id = *shared
+		if broken != nil && id.Method != authn.MethodUnix {
+			if err := broken(); err != nil {
+				response.Fail(w, r, log, err)
+				return
+			}
+		}
 		if id.Challenge && cfg.Challenge != nil {
 			if obs != nil {
 				obs.Authenticated(id, false)
@@ -455,4 +472,18 @@ func Stale(m *projections.Model, lastContact, now time.Time) error {
 		return errStale
 	}
 	return nil
+}
+
+// Broken returns the refusal of every request (but the unix socket's) once
+// m has found the event log broken (projections.Model.ChainBreak), naming
+// where and why, or nil while the log is one hash chain. An instance that
+// cannot trust its log cannot vouch for a trust store folded from it.
+func Broken(m *projections.Model) error {
+	seq := m.ChainBreak()
+	if seq == 0 {
+		return nil
+	}
+	return &response.Error{Status: http.StatusServiceUnavailable, Message: fmt.Sprintf(
+		"Service unavailable: the event log is broken at sequence %d: %s; this instance will not vouch for its trust store",
+		seq, m.ChainBreakReason())}
 }

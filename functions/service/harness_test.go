@@ -43,6 +43,7 @@ import (
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/functions/authn"
 	"github.com/trustlog/trustlog/functions/service"
+	"github.com/trustlog/trustlog/functions/watch"
 	"github.com/trustlog/trustlog/projections"
 )
 
@@ -119,7 +120,25 @@ var start = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	st, _ := natstest.OpenStore(t)
-	p := projections.NewProjector(st, projections.ProjectorConfig{Logger: slog.New(slog.DiscardHandler)})
+	return newStackOn(t, st, nil)
+}
+
+// stackFeed is a stream as both the projector and the audit routes read it.
+type stackFeed interface {
+	projections.Feed
+	watch.Feed
+}
+
+// newStackOn is newStack over st. With feed set, the projector follows
+// feed instead of st, and the service serves the watch routes (events
+// and audit) over feed too.
+func newStackOn(t *testing.T, st *natsstore.Store, feed stackFeed) *stack {
+	t.Helper()
+	var follow projections.Feed = st
+	if feed != nil {
+		follow = feed
+	}
+	p := projections.NewProjector(follow, projections.ProjectorConfig{Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
@@ -139,11 +158,15 @@ func newStack(t *testing.T) *stack {
 	if _, err := rand.Read(key); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := service.New(service.Config{
+	cfg := service.Config{
 		Model: p, Log: st, Stream: st, Host: s.host, Source: "/trustlog/testhost",
 		Now: s.clock.Now, SealingKey: key,
 		Logger: slog.New(slog.NewTextHandler(lockedWriter{s.logMu, s.log}, nil)),
-	})
+	}
+	if feed != nil {
+		cfg.Feed = feed
+	}
+	svc, err := service.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

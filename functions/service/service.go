@@ -228,6 +228,7 @@ func New(cfg Config) (*Service, error) {
 	return &Service{
 		handler: gate.New(gate.Config{
 			Staleness:     staleness,
+			Broken:        func() error { return gate.Broken(model.Snapshot()) },
 			Authenticator: auth, Observer: met, Logger: cfg.Logger, Recorder: ids, Fallback: cfg.Fallback, Denials: refused,
 			Challenge: func(h http.Header) { oidc.SettingsOf(model.Snapshot()).Challenge(h) },
 		}, routes...),

@@ -32,11 +32,15 @@ type Decision struct {
 // callers with some access). Only an authenticated caller is ever
 // allowed: the untrusted view some routes give is not a pass to an API
 // behind the authorizer. Unknown, removed, revoked, expired and ungranted
-// callers are denied. No value of the context is empty (NoValue stands
+// callers are denied, and every caller once the read model has found the
+// event log broken (gate.Broken). No value of the context is empty (NoValue stands
 // for one), and "restricted" is true for every caller without full access.
 func (h *Host) Authorize(ctx context.Context, method, path string, header http.Header, query url.Values, certPEM string) Decision {
 	if err := h.catchUp(ctx); err != nil {
 		return Decision{}
+	}
+	if gate.Broken(h.proj.Snapshot()) != nil {
+		return Decision{} // the projector has logged the break
 	}
 	r, err := http.NewRequestWithContext(ctx, method, "https://gateway"+path, nil)
 	if err != nil {
