@@ -89,9 +89,12 @@ var (
 	descCRLStale = prometheus.NewDesc("trustlog_crl_stale", "1 when the CRL in force is past its nextUpdate.", nil, nil)
 	descCRLCount = prometheus.NewDesc("trustlog_crl_revoked_certificates", "Serials on the CRL in force.", nil, nil)
 	descPKI      = prometheus.NewDesc("trustlog_pki_mode", "1 when a CA is set (PKI mode).", nil, nil)
-	descChainBad = prometheus.NewDesc("trustlog_chain_break_sequence", "Sequence of the first event whose previous hash does not match, 0 if none.", nil, nil)
+	descChainBad = prometheus.NewDesc("trustlog_chain_break_sequence", helpChainBreak, nil, nil)
 	descSkipped  = prometheus.NewDesc("trustlog_events_skipped_total", "Events the read model passed over (unknown type or undecodable).", nil, nil)
 )
+
+const helpChainBreak = "Sequence where the event log stops being one hash chain (a prevhash that does not match, a record that is no event, " +
+	"a sequence missing or delivered twice with other content), 0 if intact. While it is not 0, the instance refuses HTTPS requests."
 
 // modelCollector reads the read model at scrape time.
 type modelCollector struct {

@@ -161,6 +161,16 @@ func TestModelGauges(t *testing.T) {
 	pkiEvs := pkiEvents(t, 3)
 	token := events.TokenIssued{ID: "tok-1", Name: "n", Type: "client", SecretHash: strings.Repeat("ab", 32), ExpiresAt: t0.Add(time.Hour)}
 	withPKI := fold(t, append([]events.Payload{token}, pkiEvs...)...)
+	// broken's event 2 names a predecessor that is not event 1.
+	b := projections.NewBuilder(fold(t, &events.ConfigChanged{Key: "user.a", Value: "1"}))
+	forged, err := events.New("ev-forged", "/test", t0, events.Actor{}, &events.ConfigChanged{Key: "user.b", Value: "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged.PrevHash = strings.Repeat("0", 64)
+	raw, _ := forged.Marshal()
+	_ = b.Apply(events.Record{Seq: 2, Raw: raw})
+	broken := b.Model()
 	tests := []struct {
 		name  string
 		model metrics.Model
@@ -184,6 +194,10 @@ func TestModelGauges(t *testing.T) {
 			"trustlog_tokens_pending": 1, "trustlog_pki_mode": 1, "trustlog_crl_age_seconds": 7200,
 			"trustlog_crl_stale": 1, "trustlog_crl_revoked_certificates": 3,
 			"trustlog_chain_break_sequence": 0, "trustlog_events_skipped_total": 0,
+		}},
+		{"ok/chain broken at 2", fixed{broken}, nil, t0, map[string]float64{
+			"trustlog_projection_applied_sequence": 2, "trustlog_trusted_certificates": 0, "trustlog_tokens_pending": 0,
+			"trustlog_pki_mode": 0, "trustlog_chain_break_sequence": 2, "trustlog_events_skipped_total": 0,
 		}},
 		{"ok/stream behind the model has no lag", fixed{withPKI}, stream{last: 1}, t0, map[string]float64{
 			"trustlog_projection_applied_sequence": 3, "trustlog_trusted_certificates": 0,
