@@ -17,11 +17,11 @@ import (
 
 // Apply folds one stored event into m and returns the resulting model; m is
 // not modified. It is pure: no I/O, no clock. Events at or below m.Seq() are
-// ignored, so applying a record twice is harmless (a repeat of m.Seq() with
-// other content is a break of the chain, see Model.ChainBreak). An event of unknown type
-// advances the sequence and is counted in Skipped. A record that does not
-// decode is passed over as Builder.Apply does: the returned model has
-// advanced past it, and the error says why.
+// ignored, so applying a record twice is harmless (but a repeat of m.Seq()
+// with other content breaks the chain, see Model.ChainBreak). An event of
+// unknown type advances the sequence and is counted in Skipped. A record
+// that does not decode is passed over as Builder.Apply does: the returned
+// model has advanced past it, and the error says why.
 //
 // Apply copies the maps it changes; to fold many events, use a Builder.
 func Apply(m *Model, rec events.Record) (*Model, error) {
