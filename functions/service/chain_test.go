@@ -136,7 +136,7 @@ func TestChainBreakRefusesHTTPS(t *testing.T) {
 		// the feed to read it through (nil: the store itself); after, if
 		// set, breaks it while the service follows.
 		build   func(h *handStream, open func() *natsstore.Store) (*natsstore.Store, stackFeed)
-		after   func(h *handStream, s *stack) uint64
+		after   func(h *handStream) uint64
 		wantSeq uint64
 		wantWhy string
 	}{
@@ -149,7 +149,7 @@ func TestChainBreakRefusesHTTPS(t *testing.T) {
 				}
 				return open(), nil
 			},
-			after: func(h *handStream, s *stack) uint64 {
+			after: func(h *handStream) uint64 {
 				// A rewrite of event 5: made as the first four were, it
 				// names event 4 as its predecessor, and lands at the end.
 				rewrite := &handStream{t: h.t}
@@ -227,7 +227,7 @@ func TestChainBreakRefusesHTTPS(t *testing.T) {
 				// Intact so far: the service serves HTTPS.
 				wantCode(t, s.call(t, anonymous, "GET", "/1.0", nil), http.StatusOK)
 				wantCode(t, s.call(t, aliceClient, "GET", "/1.0/certificates", nil), http.StatusOK)
-				seq := tt.after(h, s)
+				seq := tt.after(h)
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				defer cancel()
 				if err := s.proj.WaitFor(ctx, seq); err != nil {
