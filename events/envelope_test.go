@@ -174,6 +174,7 @@ func TestTypes(t *testing.T) {
 		"trustlog.certificate.trusted.v1",
 		"trustlog.certificate.updated.v1",
 		"trustlog.config.changed.v1",
+		"trustlog.config.member.changed.v1",
 		"trustlog.identity.activated.v1",
 		"trustlog.identity.created.v1",
 		"trustlog.identity.granted.v1",
@@ -245,6 +246,9 @@ func TestSubjects(t *testing.T) {
 		{name: "ok/outer dots trimmed", p: events.ConfigChanged{Key: ".core.x."}, want: "trustlog.config.core.x"},
 		{name: "ok/only dots", p: events.ConfigChanged{Key: ".."}, want: "trustlog.config._"},
 		{name: "ok/empty inner token", p: events.ConfigChanged{Key: "a..b"}, want: "trustlog.config.a._.b"},
+		{name: "ok/member config", p: events.ConfigMemberChanged{Member: "t1", Key: "core.https_address"}, want: "trustlog.config.member.t1.core.https_address"},
+		{name: "ok/member name with dots is one token", p: events.ConfigMemberChanged{Member: "host.example.com", Key: "acme.http.port"}, want: "trustlog.config.member.host_example_com.acme.http.port"},
+		{name: "ok/member name wildcards", p: events.ConfigMemberChanged{Member: "*>", Key: "k"}, want: "trustlog.config.member.__.k"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -89,6 +89,11 @@ var goldenPayloads = []events.Payload{
 		Key:   "core.https_address",
 		Value: "127.0.0.1:8443",
 	},
+	&events.ConfigMemberChanged{
+		Member: "t2",
+		Key:    "core.https_address",
+		Value:  "10.0.0.12:8443",
+	},
 	&events.TokenIssued{
 		ID:           "6f1c9a52-3b7e-4d8a-9c21-0e5f4a7b8c90",
 		Name:         "bob-workstation",
