@@ -44,6 +44,7 @@ type Builder struct {
 	identitiesOwned   bool
 	identityCertOwned bool
 	challengesOwned   bool
+	membersOwned      bool
 }
 
 // NewBuilder starts from base (Empty if nil). base is never modified.
@@ -69,6 +70,7 @@ func (b *Builder) Model() *Model {
 	b.endedOwned, b.endedArray = [256]bool{}, false
 	b.configOwned, b.secretOwned = false, false
 	b.identitiesOwned, b.identityCertOwned, b.challengesOwned = false, false, false
+	b.membersOwned = false
 	return &snap
 }
 
@@ -196,6 +198,8 @@ func (b *Builder) apply(p events.Payload, at time.Time) {
 		} else {
 			b.config()[e.Key] = e.Value
 		}
+	case *events.ConfigMemberChanged:
+		b.applyMember(e)
 	case *events.TokenIssued:
 		sum, err := hex.DecodeString(e.SecretHash)
 		if err != nil || len(sum) != 32 {

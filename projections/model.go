@@ -75,6 +75,9 @@ type Model struct {
 	certs  [256]map[[32]byte]*Certificate
 	ncerts int
 	config map[string]string
+	// members holds member-local configuration: member → key → value
+	// (projections/members.go).
+	members map[string]map[string]string
 
 	tokens        [256]map[string]*Token // every token, by id, sharded like certs
 	tokenBySecret map[[32]byte]string    // pending tokens: secret hash → id

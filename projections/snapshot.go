@@ -51,6 +51,7 @@ type snapshot struct {
 	Skipped    uint64
 	Certs      []snapCert // Digest's form of the certificates; EncodeSnapshot writes them apart
 	Config     map[string]string
+	Members    map[string]map[string]string `json:",omitempty"` // member-local configuration; absent from older snapshots
 	Tokens     []Token
 	CA         *snapCA
 	CRL        *snapCRL
@@ -163,7 +164,7 @@ func appendStr(b []byte, s string) []byte {
 func snapshotOf(m *Model) snapshot {
 	s := snapshot{
 		Version: SnapshotVersion, Seq: m.seq, Hash: m.hash, Broken: m.broken, Skipped: m.skipped,
-		Config: m.config, Challenges: m.challenges, ServerCert: m.serverCert, Renewal: m.renewal,
+		Config: m.config, Members: m.members, Challenges: m.challenges, ServerCert: m.serverCert, Renewal: m.renewal,
 	}
 	for _, t := range m.Tokens() {
 		s.Tokens = append(s.Tokens, *t)
@@ -214,6 +215,7 @@ func DecodeSnapshot(raw []byte) (*Model, error) {
 	for k, v := range s.Config {
 		b.config()[k] = v
 	}
+	b.putMembers(s.Members)
 	if err := b.putCerts(chunks); err != nil {
 		return nil, err
 	}
