@@ -24,10 +24,36 @@ const DefaultHTTPSAddress = "127.0.0.1:8443"
 // DefaultPort is appended to a core.https_address without a port.
 const DefaultPort = "8443"
 
+// KeyHTTPSAddress is the HTTPS listen address, a member-local key.
+const KeyHTTPSAddress = "core.https_address"
+
+// MemberKey reports whether key names one machine, so that each member of
+// a cluster of instances has its own value (as LXD's "local" scope):
+// core.https_address and acme.http.port. Other keys are shared.
+func MemberKey(key string) bool { return key == KeyHTTPSAddress || key == acme.KeyHTTPPort }
+
+// maxMemberName bounds a member name, as a DNS label.
+const maxMemberName = 63
+
+// ValidateMemberName checks the name of a member: 1 to 63 letters, digits,
+// '-', '_' or '.', starting with a letter or digit.
+func ValidateMemberName(name string) error {
+	if name == "" || len(name) > maxMemberName {
+		return fmt.Errorf("member name %q must have 1 to %d characters", name, maxMemberName)
+	}
+	for i, r := range name {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || r != '-' && r != '_' && r != '.') {
+			return fmt.Errorf("member name %q may hold letters, digits, '-', '_' and '.', and must start with a letter or digit", name)
+		}
+	}
+	return nil
+}
+
 // keys maps every server configuration key Trustlog knows to its validator.
 // Keys under "user." are free-form. Later features add their keys here.
 var keys = map[string]func(string) error{
-	"core.https_address":   func(v string) error { _, err := NormalizeListenAddress(v); return err },
+	KeyHTTPSAddress:        func(v string) error { _, err := NormalizeListenAddress(v); return err },
 	tokens.KeyExpiry:       tokens.ValidateExpiry,
 	tokens.KeyAdvertise:    validateAdvertise,
 	authn.KeyTrustCA:       validateBool,

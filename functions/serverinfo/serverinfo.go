@@ -57,6 +57,17 @@ type Host interface {
 	ServerName() string
 }
 
+// MemberHost is a Host that is one member of several instances sharing
+// the log. GET /1.0 shows it its own values of member-local keys
+// (MemberKey), and PUT and PATCH /1.0 record those keys for it, or for the
+// member named by ?target=. Without it, member-local keys are shared, as
+// every key is.
+type MemberHost interface {
+	Host
+	// Member returns the name of this instance's member; it never changes.
+	Member() string
+}
+
 // Sensitive is what GET /1.0 shows in place of a sealed value; a PUT that
 // sends it back leaves the value as it is.
 const Sensitive = "SENSITIVE"
@@ -86,6 +97,7 @@ type Handler struct {
 	log       *slog.Logger
 	oidc      Discoverer
 	seal      Sealer
+	member    string // this instance's member, "" if its Host is no MemberHost
 	replies   replyCache
 }
 
@@ -116,9 +128,9 @@ const maxReplies = 1024
 
 // replyKey is everything a GET /1.0 reply depends on, but the addresses.
 type replyKey struct {
-	seq                                     uint64
-	trusted, admin, clientCert, oidcReady   bool
-	name, method, fingerprint, server, proj string
+	seq                                             uint64
+	trusted, admin, clientCert, oidcReady           bool
+	name, method, fingerprint, server, proj, member string
 }
 
 type replyEntry struct {
@@ -172,7 +184,11 @@ func New(model commit.ReadModel, c *commit.Committer, host Host, log *slog.Logge
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handler{model: model, committer: c, host: host, log: log}
+	h := &Handler{model: model, committer: c, host: host, log: log}
+	if mh, ok := host.(MemberHost); ok {
+		h.member = mh.Member()
+	}
+	return h
 }
 
 // Routes returns the routes of the handler.
@@ -193,10 +209,11 @@ func (h *Handler) root(w http.ResponseWriter, r *http.Request) {
 	rootReply.Write(w)
 }
 
-// visibleConfig is the configuration a caller may see: all of it for an
-// admin, only user.ui.* keys for anyone else (as Incus).
-func visibleConfig(m *projections.Model, id authn.Identity) map[string]string {
-	cfg := m.Config()
+// visibleConfig is the configuration a caller may see, as member sees it
+// (its own values of member-local keys): all of it for an admin, only
+// user.ui.* keys for anyone else (as Incus).
+func visibleConfig(m *projections.Model, id authn.Identity, member string) map[string]string {
+	cfg := m.MemberConfig(member)
 	for k := range cfg {
 		if SensitiveKey(k) {
 			cfg[k] = Sensitive // sealed in the log, never shown again
@@ -214,22 +231,30 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	m := h.model.Snapshot()
 	oidcReady := h.oidc != nil && h.oidc.Ready(r.Context(), m)
 	key := replyKey{seq: m.Seq(), trusted: id.Trusted, admin: id.Admin(), clientCert: len(authn.PeerCertificates(r)) > 0,
-		oidcReady: oidcReady, name: id.Name, method: id.Method}
+		oidcReady: oidcReady, name: id.Name, method: id.Method, member: h.member}
 	var addresses []string
 	var certPEM string
 	if id.Trusted {
-		// Only a trusted caller sees the environment.
+		// Only a trusted caller sees the environment, or another member's
+		// configuration.
 		certPEM, key.fingerprint = h.host.Certificate()
 		key.server, addresses = h.host.ServerName(), nonNil(h.host.Addresses())
 		if r.URL.RawQuery != "" { // parsing an empty query still allocates
-			key.proj = r.URL.Query().Get("project")
+			q := r.URL.Query()
+			key.proj = q.Get("project")
+			member, err := h.target(m, q.Get("target"))
+			if err != nil {
+				response.Fail(w, r, h.log, err)
+				return
+			}
+			key.member = member
 		}
 	}
 	if rp, ok := h.replies.get(key, addresses); ok {
 		rp.Write(w)
 		return
 	}
-	cfg := visibleConfig(m, id)
+	cfg := visibleConfig(m, id, key.member)
 	srv := api.Server{
 		Config:            cfg,
 		APIExtensions:     Extensions,
@@ -304,8 +329,13 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
 		return
 	}
 	snap := h.model.Snapshot()
-	cur := snap.Config()
-	if err := response.CheckETag(r, visibleConfig(snap, id)); err != nil {
+	member, err := h.target(snap, r.URL.Query().Get("target"))
+	if err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
+	cur := snap.MemberConfig(member)
+	if err := response.CheckETag(r, visibleConfig(snap, id, member)); err != nil {
 		response.Fail(w, r, h.log, err)
 		return
 	}
@@ -326,8 +356,8 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
 			return
 		}
 	}
-	_, err := h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
-		return configChanges(m.Config(), body.Config, merge)
+	_, err = h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
+		return configChanges(m, member, body.Config, merge)
 	})
 	if err != nil {
 		response.Fail(w, r, h.log, err)
@@ -363,9 +393,28 @@ func (h *Handler) sealRequest(cur, req map[string]string) error {
 	return nil
 }
 
-// configChanges validates the requested configuration against the current
-// one and returns one event per changed key, sorted by key.
-func configChanges(cur, req map[string]string, merge bool) ([]events.Payload, error) {
+// target resolves the member a request is about: the one named by
+// ?target=, else this instance's own. A target must be this instance's
+// member or one the log knows (it has a value of its own).
+func (h *Handler) target(m *projections.Model, target string) (string, error) {
+	if target == "" || target == h.member {
+		return h.member, nil
+	}
+	if err := ValidateMemberName(target); err != nil {
+		return "", response.BadRequest(fmt.Sprintf("Invalid target: %v", err))
+	}
+	if !m.HasMember(target) {
+		return "", response.NotFound(fmt.Sprintf("Cluster member %q not found", target))
+	}
+	return target, nil
+}
+
+// configChanges validates the requested configuration against the one
+// member sees and returns one event per changed key, sorted by key: a
+// member-local key becomes a ConfigMemberChanged for member (when there
+// is one), any other key a ConfigChanged.
+func configChanges(m *projections.Model, member string, req map[string]string, merge bool) ([]events.Payload, error) {
+	cur := m.MemberConfig(member)
 	next := map[string]string{}
 	if merge {
 		maps.Copy(next, cur)
@@ -387,6 +436,13 @@ func configChanges(cur, req map[string]string, merge bool) ([]events.Payload, er
 		}
 		if err := ValidateKey(k, nv); err != nil {
 			return nil, response.BadRequest(fmt.Sprintf("Invalid config: %v", err))
+		}
+		if member != "" && MemberKey(k) {
+			if _, own := m.MemberOwnConfig(member)[k]; nv == "" && !own {
+				continue // the shared value it shows is not the member's to unset
+			}
+			out = append(out, events.ConfigMemberChanged{Member: member, Key: k, Value: nv})
+			continue
 		}
 		out = append(out, events.ConfigChanged{Key: k, Value: nv})
 	}

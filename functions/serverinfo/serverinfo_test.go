@@ -125,3 +125,46 @@ func TestExtensions(t *testing.T) {
 		seen[ext] = true
 	}
 }
+
+// TestMemberKeys: the keys that name one machine are member-local; every
+// other key is shared.
+func TestMemberKeys(t *testing.T) {
+	t.Parallel()
+	for key, want := range map[string]bool{
+		"core.https_address": true, "acme.http.port": true,
+		"core.https_advertise_addresses": false, "acme.domain": false, "core.max_staleness": false, "user.x": false,
+	} {
+		if got := serverinfo.MemberKey(key); got != want {
+			t.Errorf("MemberKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+// TestValidateMemberName covers the names a member may have.
+func TestValidateMemberName(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{name: "ok/nats server name", in: "t1", ok: true},
+		{name: "ok/host name", in: "node-3.example.com", ok: true},
+		{name: "ok/underscore", in: "rack_2", ok: true},
+		{name: "ok/63 characters", in: strings.Repeat("a", 63), ok: true},
+		{name: "fail/empty", in: ""},
+		{name: "fail/64 characters", in: strings.Repeat("a", 64)},
+		{name: "fail/leading dash", in: "-a"},
+		{name: "fail/leading dot", in: ".a"},
+		{name: "fail/space", in: "a b"},
+		{name: "fail/slash", in: "a/b"},
+		{name: "fail/wildcard", in: "a*"},
+		{name: "fail/non-ASCII", in: "nœud"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if err := serverinfo.ValidateMemberName(tc.in); (err == nil) != tc.ok {
+				t.Errorf("ValidateMemberName(%q) = %v, want ok %v", tc.in, err, tc.ok)
+			}
+		})
+	}
+}
