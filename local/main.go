@@ -41,7 +41,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 		verbose bool
 	)
 	fs.StringVar(&cfg.Dir, "dir", defaultDir(getenv), "data directory (env TRUSTLOG_DIR)")
-	fs.StringVar(&cfg.HTTPSAddress, "https-address", "", "set core.https_address, the HTTPS listen address (default 127.0.0.1:8443)")
+	fs.StringVar(&cfg.HTTPSAddress, "https-address", "", "set this member's core.https_address, the HTTPS listen address (default 127.0.0.1:8443)")
+	fs.StringVar(&cfg.Member, "member", "", "name of this instance among those sharing the event log, for its own core.https_address and acme.http.port (default: --nats-name, else a name kept in <dir>/member)")
 	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS server or cluster URL(s); default: embedded server in <dir>/nats")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "credentials file for --nats")
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "stream replicas on an external cluster (3 for a 3-node cluster)")

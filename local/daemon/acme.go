@@ -120,12 +120,13 @@ func (w slogWriter) Write(p []byte) (int, error) {
 }
 
 // listenACMEHTTP serves the HTTP-01 challenge path on plain HTTP (Incus's
-// acme.http.port): Config.ACMEHTTPAddress, else the acme.http.port key;
+// acme.http.port): Config.ACMEHTTPAddress, else this member's
+// acme.http.port (a member-local key: it names this machine's listener);
 // "-" turns it off. A failure to bind is logged: HTTPS keeps serving.
 func (d *Daemon) listenACMEHTTP() {
 	addr := d.cfg.ACMEHTTPAddress
 	if addr == "" {
-		v := d.proj.Snapshot().ConfigValue(acme.KeyHTTPPort)
+		v := d.proj.Snapshot().MemberConfigValue(d.member, acme.KeyHTTPPort)
 		if v == "" {
 			return
 		}

@@ -53,9 +53,15 @@ type Config struct {
 	NATSCreds string
 	// Replicas is the stream replica count on an external cluster; 0 means 1.
 	Replicas int
-	// HTTPSAddress, when set, becomes core.https_address (recorded as an
-	// event if it differs). "127.0.0.1:0" picks a free port.
+	// HTTPSAddress, when set, becomes this member's core.https_address
+	// (recorded as a member-local event if it differs). "127.0.0.1:0"
+	// picks a free port.
 	HTTPSAddress string
+	// Member names this instance among those sharing the log: its values
+	// of member-local keys (core.https_address, acme.http.port) are its
+	// own. "" means NATSName if set, else the name kept in <Dir>/member
+	// (made on first start from the host name and a random suffix).
+	Member string
 	// InsecureTLS allows TLS 1.2 clients (TRUSTLOG_INSECURE_TLS). Default: TLS 1.3 only.
 	InsecureTLS bool
 	// Logger receives the daemon's logs; nil means slog.Default().
@@ -130,6 +136,15 @@ func (c Config) Validate() error {
 	if c.NATSURL == "" && c.NATSCreds != "" {
 		return errors.New("daemon: NATS credentials need an external NATS URL")
 	}
+	if c.Member != "" {
+		if err := serverinfo.ValidateMemberName(c.Member); err != nil {
+			return fmt.Errorf("daemon: --member: %w", err)
+		}
+	} else if c.NATSName != "" {
+		if err := serverinfo.ValidateMemberName(c.NATSName); err != nil {
+			return fmt.Errorf("daemon: --nats-name (the member name): %w", err)
+		}
+	}
 	return nil
 }
 
@@ -138,6 +153,7 @@ type Daemon struct {
 	rotationSeen       string        // the last rotation this instance could not follow (logged once)
 	box                *sealing.Box  // the service key, to unseal sensitive configuration
 	source             string        // the CloudEvents source of this instance's events
+	member             string        // this instance's member name, for member-local keys
 	acmeChanged        chan struct{} // an acme.* key changed
 	acmeMu             sync.Mutex
 	renewMu            sync.Mutex
@@ -234,6 +250,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if created {
 		d.log.Info("generated server certificate", "path", filepath.Join(cfg.Dir, "server.crt"))
 	}
+	if d.member, err = memberName(cfg); err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
 	if err := d.connectNATS(); err != nil {
 		return nil, err
 	}
@@ -314,7 +333,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		d.wg.Go(func() { d.runACME(runCtx) })
 	}
 	d.log.Info("trustlogd ready",
-		"https", d.HTTPSAddr(), "unix", d.UnixSocket(),
+		"https", d.HTTPSAddr(), "unix", d.UnixSocket(), "member", d.member,
 		"fingerprint", d.Fingerprint(), "events", d.proj.Snapshot().Seq(),
 		"trusted_certificates", d.proj.Snapshot().NumCertificates())
 	return d, nil
@@ -389,16 +408,18 @@ func (d *Daemon) connectNATS() error {
 	return nil
 }
 
-// setHTTPSAddress records addr as core.https_address unless it already is.
+// setHTTPSAddress records addr as this member's core.https_address unless
+// that is already its value. The address is member-local: other
+// instances sharing the log keep theirs.
 func (d *Daemon) setHTTPSAddress(ctx context.Context, addr string) error {
 	if _, err := serverinfo.NormalizeListenAddress(addr); err != nil {
 		return fmt.Errorf("daemon: --https-address: %w", err)
 	}
 	_, err := d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
-		if m.ConfigValue("core.https_address") == addr {
+		if m.MemberConfigValue(d.member, serverinfo.KeyHTTPSAddress) == addr {
 			return nil, nil
 		}
-		return []events.Payload{events.ConfigChanged{Key: "core.https_address", Value: addr}}, nil
+		return []events.Payload{events.ConfigMemberChanged{Member: d.member, Key: serverinfo.KeyHTTPSAddress, Value: addr}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("daemon: recording core.https_address: %w", err)
@@ -442,11 +463,11 @@ func (d *Daemon) tlsConfig() *tls.Config {
 	return cfg
 }
 
-// reconcileHTTPS makes the HTTPS listener match core.https_address: it binds
-// the new address before closing the old one, so a bad address leaves the
-// API reachable where it was.
+// reconcileHTTPS makes the HTTPS listener match this member's
+// core.https_address: it binds the new address before closing the old
+// one, so a bad address leaves the API reachable where it was.
 func (d *Daemon) reconcileHTTPS() error {
-	want := d.proj.Snapshot().ConfigValue("core.https_address")
+	want := d.proj.Snapshot().MemberConfigValue(d.member, serverinfo.KeyHTTPSAddress)
 	if want == "" {
 		want = serverinfo.DefaultHTTPSAddress
 	}
@@ -491,7 +512,8 @@ func (d *Daemon) reconcileHTTPS() error {
 	return nil
 }
 
-// followConfig rebinds the HTTPS listener whenever core.https_address changes.
+// followConfig rebinds the HTTPS listener whenever this member's
+// core.https_address changes.
 func (d *Daemon) followConfig(ctx context.Context) {
 	acmeSeen := acmeKeys(d.proj.Snapshot())
 	for {
@@ -596,6 +618,9 @@ type addrCache struct {
 
 // ServerName implements serverinfo.Host: the host name, read at start.
 func (d *Daemon) ServerName() string { return d.hostname }
+
+// Member implements serverinfo.MemberHost: this instance's member name.
+func (d *Daemon) Member() string { return d.member }
 
 // Close stops the listeners, the projector and NATS, and then unlocks the
 // data directory. It is safe to call more than once.

@@ -571,7 +571,7 @@ func TestDaemonRebind(t *testing.T) {
 	next := dmFreePort(t)
 	before := td.lastSeq(t)
 	td.must(t, 200, td.client(t, admin), "PATCH", "/1.0", map[string]any{"config": map[string]string{"core.https_address": next}})
-	if diff := cmp.Diff([]string{"trustlog.config.changed.v1"}, td.types(t, before)); diff != "" {
+	if diff := cmp.Diff([]string{"trustlog.config.member.changed.v1"}, td.types(t, before)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 	dmWait(t, "the listener to move to "+next, func() bool { return td.d.HTTPSAddr() == next })
