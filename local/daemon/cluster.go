@@ -42,13 +42,11 @@ func (d *Daemon) clusterOptions(opts *server.Options) error {
 		if r = strings.TrimSpace(r); r == "" {
 			continue
 		}
-		if strings.Contains(r, "://") || strings.Contains(r, "@") {
-			return fmt.Errorf("--nats-routes: %q: give host:port only (credentials come from the cluster secret)", r)
-		}
-		if _, _, err := net.SplitHostPort(r); err != nil {
+		hostPort, err := routeAddress(r)
+		if err != nil {
 			return fmt.Errorf("--nats-routes: %q: %w", r, err)
 		}
-		routes = append(routes, (&url.URL{Scheme: "nats", User: url.UserPassword(routeUser, secret), Host: r}).String())
+		routes = append(routes, (&url.URL{Scheme: "nats", User: url.UserPassword(routeUser, secret), Host: hostPort}).String())
 	}
 	if len(routes) == 0 {
 		return errors.New("--nats-cluster needs --nats-routes (the route addresses of the members)")
@@ -57,6 +55,39 @@ func (d *Daemon) clusterOptions(opts *server.Options) error {
 	opts.Cluster = server.ClusterOpts{Name: "trustlog", Host: host, Port: port, Username: routeUser, Password: secret}
 	opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 	return nil
+}
+
+// routeAddress returns the host:port of a route as NATS users write it:
+// host:port, nats://host:port or nats-route://host:port. Credentials are
+// refused (they come from the cluster secret), as are other schemes,
+// paths and queries.
+func routeAddress(r string) (string, error) {
+	hostPort := r
+	if strings.Contains(r, "://") {
+		u, err := url.Parse(r)
+		if err != nil {
+			return "", errors.New("not a route URL")
+		}
+		switch {
+		case u.Scheme != "nats" && u.Scheme != "nats-route":
+			return "", errors.New("give host:port, nats://host:port or nats-route://host:port")
+		case u.User != nil:
+			return "", errors.New("no credentials in a route (they come from the cluster secret)")
+		case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+			return "", errors.New("a route is host:port, with nothing after it")
+		}
+		hostPort = u.Host
+	} else if strings.Contains(r, "@") {
+		return "", errors.New("no credentials in a route (they come from the cluster secret)")
+	}
+	host, portText, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return "", err
+	}
+	if port, err := strconv.Atoi(portText); err != nil || port < 1 || port > 65535 || host == "" {
+		return "", errors.New("want host:port with a host and a port from 1 to 65535")
+	}
+	return hostPort, nil
 }
 
 // minClusterSecret is the shortest cluster secret accepted, in bytes.

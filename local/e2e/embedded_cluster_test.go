@@ -158,8 +158,11 @@ func TestClusterSecretRequired(t *testing.T) {
 		{filepath.Join(dir, "missing"), route, "no such file"},
 		{loose, route, "readable by others"},
 		{short, route, "shorter than 32"},
-		{good, "nats://" + route, "host:port only"},
-		{good, "user:pw@" + route, "host:port only"},
+		{good, "tls://" + route, "give host:port, nats://host:port or nats-route://host:port"},
+		{good, "nats://user:pw@" + route, "no credentials in a route"},
+		{good, "user:pw@" + route, "no credentials in a route"},
+		{good, "nats://" + route + "/path", "nothing after it"},
+		{good, "nats://:6222", "want host:port with a host"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		d, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", Replicas: 3,
