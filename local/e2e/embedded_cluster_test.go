@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -179,3 +182,111 @@ func TestClusterSecretRequired(t *testing.T) {
 		}
 	}
 }
+
+// TestEmbeddedClusterOwnAddresses: three clustered instances started as
+// docs/cluster.md shows, each with its own --https-address (here three
+// loopback ports; in production one address per host), each serve on
+// their own address and keep it: the address is member-local, not one
+// shared value they all follow. A member restarted without the flag
+// comes back on its own address, and GET /1.0 shows each instance its
+// own core.https_address. The routes are written the three ways NATS
+// users write them (host:port, nats://, nats-route://).
+func TestEmbeddedClusterOwnAddresses(t *testing.T) {
+	t.Parallel()
+	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	routeFlag := strings.Join([]string{"nats://" + routes[0], "nats-route://" + routes[1], routes[2]}, ",")
+	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	secretPath, _ := secretFile(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	dirs := make([]string, 3)
+	for i := range dirs {
+		dir, err := os.MkdirTemp("", "tlc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		dirs[i] = dir
+	}
+	cfg := func(i int, https string) daemon.Config {
+		return daemon.Config{Dir: dirs[i], HTTPSAddress: https, Replicas: 3,
+			NATSName: fmt.Sprintf("t%d", i+1), NATSCluster: routes[i], NATSRoutes: routeFlag,
+			NATSClusterSecretFile: secretPath, ACMEHTTPAddress: "-",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
+	ds := make([]*daemon.Daemon, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range ds {
+		wg.Go(func() { ds[i], errs[i] = daemon.Start(ctx, cfg(i, addrs[i])) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("instance %d: %v", i+1, err)
+		}
+		d := ds[i]
+		t.Cleanup(func() { d.Close() })
+	}
+	pair, c := newCert(t, "", "member-check")
+	if code, env := do(t, unixClient(ds[0].UnixSocket()), "POST", "http://unix.socket/1.0/certificates",
+		api.CertificatesPost{Name: "member-check", Type: "client", Certificate: base64Of(c)}); code != 201 {
+		t.Fatalf("trust: %d %s", code, env.Error)
+	}
+	client := tlsClient(&pair)
+	defer client.CloseIdleConnections()
+
+	// check waits until every instance has applied the whole log, then
+	// asks each over HTTPS at its own address: the answer must come from
+	// that instance (its server certificate) and show that address.
+	check := func(when string) {
+		t.Helper()
+		for i, d := range ds {
+			if err := d.Sync(ctx); err != nil {
+				t.Fatalf("%s: instance %d: %v", when, i+1, err)
+			}
+		}
+		for i, d := range ds {
+			if got := d.HTTPSAddr(); got != addrs[i] {
+				t.Errorf("%s: instance %d listens on %s, want its own %s", when, i+1, got, addrs[i])
+				continue
+			}
+			code, env := do(t, client, "GET", "https://"+addrs[i]+"/1.0", nil)
+			if code != 200 {
+				t.Errorf("%s: GET /1.0 at %s: %d %s", when, addrs[i], code, env.Error)
+				continue
+			}
+			var srv api.Server
+			if err := json.Unmarshal(env.Metadata, &srv); err != nil {
+				t.Fatal(err)
+			}
+			if srv.Auth != "trusted" || srv.Environment == nil {
+				t.Errorf("%s: at %s: auth %q", when, addrs[i], srv.Auth)
+				continue
+			}
+			if srv.Environment.CertificateFingerprint != d.Fingerprint() {
+				t.Errorf("%s: %s is served by another instance than %d", when, addrs[i], i+1)
+			}
+			if got := srv.Config["core.https_address"]; got != addrs[i] {
+				t.Errorf("%s: instance %d shows core.https_address %q, want %q", when, i+1, got, addrs[i])
+			}
+		}
+	}
+	check("after starting together")
+	// Give the followers time to act on each other's events, then look
+	// again: nobody moved.
+	time.Sleep(500 * time.Millisecond)
+	check("a moment later")
+
+	// Instance 2 restarts without --https-address: its address is in the
+	// log, as its own.
+	ds[1].Close()
+	var err error
+	if ds[1], err = daemon.Start(ctx, cfg(1, "")); err != nil {
+		t.Fatalf("restart instance 2: %v", err)
+	}
+	t.Cleanup(func() { ds[1].Close() })
+	check("after instance 2 restarted")
+}
+
+func base64Of(c *x509.Certificate) string { return base64.StdEncoding.EncodeToString(c.Raw) }
