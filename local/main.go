@@ -2,7 +2,7 @@
 // JetStream event store, the read model and every API function, served over
 // HTTPS and a local unix socket.
 //
-//	go run ./local [--dir DIR] [--https-address HOST:PORT] [--nats URL [--nats-creds FILE]]
+//	go run ./local [--dir DIR] [--https-address HOST:PORT] [--sync always|interval:D] [--nats URL [--nats-creds FILE]]
 package main
 
 import (
@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.StringVar(&cfg.Dir, "dir", defaultDir(getenv), "data directory (env TRUSTLOG_DIR)")
 	fs.StringVar(&cfg.HTTPSAddress, "https-address", "", "set this member's core.https_address, the HTTPS listen address (default 127.0.0.1:8443)")
 	fs.StringVar(&cfg.Member, "member", "", "name of this instance among those sharing the event log, for its own core.https_address and acme.http.port (default: --nats-name, else a name kept in <dir>/member)")
+	fs.TextVar(&cfg.Sync, "sync", daemon.SyncPolicy{}, "when the embedded NATS server syncs writes to disk: always (before acknowledging each) or interval:<duration> (faster; a power failure or OS crash can lose that long of acknowledged writes)")
 	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS server or cluster URL(s); default: embedded server in <dir>/nats")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "credentials file for --nats")
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "stream replicas on an external cluster (3 for a 3-node cluster)")

@@ -62,6 +62,10 @@ type Config struct {
 	// own. "" means NATSName if set, else the name kept in <Dir>/member
 	// (made on first start from the host name and a random suffix).
 	Member string
+	// Sync says when the embedded NATS server syncs JetStream writes to
+	// disk; the zero value syncs each one before acknowledging it. It
+	// cannot be set with NATSURL (configure the servers themselves).
+	Sync SyncPolicy
 	// InsecureTLS allows TLS 1.2 clients (TRUSTLOG_INSECURE_TLS). Default: TLS 1.3 only.
 	InsecureTLS bool
 	// Logger receives the daemon's logs; nil means slog.Default().
@@ -135,6 +139,12 @@ func (c Config) Validate() error {
 	}
 	if c.NATSURL == "" && c.NATSCreds != "" {
 		return errors.New("daemon: NATS credentials need an external NATS URL")
+	}
+	if err := c.Sync.Validate(); err != nil {
+		return fmt.Errorf("daemon: --sync: %w", err)
+	}
+	if c.NATSURL != "" && !c.Sync.Always() {
+		return errors.New("daemon: --sync configures the embedded NATS server; with --nats, set jetstream { sync_interval } in the servers' configuration")
 	}
 	if c.Member != "" {
 		if err := serverinfo.ValidateMemberName(c.Member); err != nil {
@@ -354,35 +364,9 @@ func (d *Daemon) connectNATS() error {
 		d.nc = nc
 		return nil
 	}
-	sopts := &server.Options{
-		ServerName: "trustlog",
-		DontListen: true,
-		JetStream:  true,
-		StoreDir:   filepath.Join(d.cfg.Dir, "nats"),
-		NoSigs:     true,
-		NoLog:      true,
-		// No cap on the consumers of a stream unless its account sets one:
-		// the daemon's own consumers never wait for a free slot.
-		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
-	}
-	copts := []nats.Option{nats.InProcessServer(nil), nats.Name("trustlogd")}
-	if d.cfg.NATSCluster != "" {
-		if err := d.clusterOptions(sopts); err != nil {
-			return fmt.Errorf("daemon: %w", err)
-		}
-	}
-	listen := d.cfg.NATSListen
-	if listen == "" && d.cfg.NATSCluster != "" {
-		// A clustered server runs its client accept loop (its start-up
-		// waits for it); bind it to loopback, behind the same users.
-		listen = "127.0.0.1:0"
-	}
-	if listen != "" {
-		pw, err := d.listenOptions(sopts, listen, d.cfg.NATSListen != "")
-		if err != nil {
-			return fmt.Errorf("daemon: %w", err)
-		}
-		copts = append(copts, nats.UserInfo(natsAdminUser, pw))
+	sopts, copts, err := d.embeddedOptions()
+	if err != nil {
+		return err
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
@@ -406,6 +390,47 @@ func (d *Daemon) connectNATS() error {
 	}
 	d.nc = nc
 	return nil
+}
+
+// embeddedOptions returns the options of the embedded NATS server (its
+// cluster and listener too, if configured) and of the daemon's
+// connection to it.
+func (d *Daemon) embeddedOptions() (*server.Options, []nats.Option, error) {
+	sopts := &server.Options{
+		ServerName: "trustlog",
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   filepath.Join(d.cfg.Dir, "nats"),
+		NoSigs:     true,
+		NoLog:      true,
+		// Acknowledged means on disk (D6): each write is synced before
+		// the server acknowledges it, unless --sync says otherwise.
+		SyncAlways:   d.cfg.Sync.Always(),
+		SyncInterval: d.cfg.Sync.Interval,
+		// No cap on the consumers of a stream unless its account sets one:
+		// the daemon's own consumers never wait for a free slot.
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
+	}
+	copts := []nats.Option{nats.InProcessServer(nil), nats.Name("trustlogd")} // the server is filled in once it runs
+	if d.cfg.NATSCluster != "" {
+		if err := d.clusterOptions(sopts); err != nil {
+			return nil, nil, fmt.Errorf("daemon: %w", err)
+		}
+	}
+	listen := d.cfg.NATSListen
+	if listen == "" && d.cfg.NATSCluster != "" {
+		// A clustered server runs its client accept loop (its start-up
+		// waits for it); bind it to loopback, behind the same users.
+		listen = "127.0.0.1:0"
+	}
+	if listen != "" {
+		pw, err := d.listenOptions(sopts, listen, d.cfg.NATSListen != "")
+		if err != nil {
+			return nil, nil, fmt.Errorf("daemon: %w", err)
+		}
+		copts = append(copts, nats.UserInfo(natsAdminUser, pw))
+	}
+	return sopts, copts, nil
 }
 
 // setHTTPSAddress records addr as this member's core.https_address unless
