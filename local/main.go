@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.TextVar(&cfg.Sync, "sync", daemon.SyncPolicy{}, "when the embedded NATS server syncs writes to disk: always (before acknowledging each) or interval:<duration> (faster; a power failure or OS crash can lose that long of acknowledged writes)")
 	fs.StringVar(&cfg.NATSURL, "nats", "", "external NATS server or cluster URL(s); default: embedded server in <dir>/nats")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "credentials file for --nats")
+	fs.StringVar(&cfg.NATSMonitor, "nats-monitor", "", "comma-separated monitoring endpoints (http://host:8222) of the --nats servers, to check that they sync writes to disk")
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "stream replicas on an external cluster (3 for a 3-node cluster)")
 	fs.StringVar(&cfg.ACMEHTTPAddress, "acme-http-address", "", "where this instance answers ACME HTTP-01 challenges on plain HTTP (default: the acme.http.port key; - for nowhere)")
 	fs.StringVar(&cfg.NATSName, "nats-name", "", "name of the embedded NATS server in a cluster of trustlogd instances")

@@ -66,6 +66,11 @@ type Config struct {
 	// disk; the zero value syncs each one before acknowledging it. It
 	// cannot be set with NATSURL (configure the servers themselves).
 	Sync SyncPolicy
+	// NATSMonitor lists, comma-separated, the monitoring endpoints
+	// ("http://host:8222") of the servers of NATSURL, where trustlogd
+	// reads whether they sync writes to disk if its account cannot ask
+	// them over NATS; optional.
+	NATSMonitor string
 	// InsecureTLS allows TLS 1.2 clients (TRUSTLOG_INSECURE_TLS). Default: TLS 1.3 only.
 	InsecureTLS bool
 	// Logger receives the daemon's logs; nil means slog.Default().
@@ -139,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATSURL == "" && c.NATSCreds != "" {
 		return errors.New("daemon: NATS credentials need an external NATS URL")
+	}
+	if c.NATSURL == "" && c.NATSMonitor != "" {
+		return errors.New("daemon: --nats-monitor reads the servers of --nats")
 	}
 	if err := c.Sync.Validate(); err != nil {
 		return fmt.Errorf("daemon: --sync: %w", err)
@@ -265,6 +273,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	if err := d.connectNATS(); err != nil {
 		return nil, err
+	}
+	if cfg.NATSURL != "" {
+		d.checkExternalSync(ctx)
 	}
 	if d.store, err = natsstore.Open(ctx, d.nc, natsstore.Config{Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
