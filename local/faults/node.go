@@ -156,8 +156,11 @@ func (nd *node) signal(sig syscall.Signal) error {
 // powerCut kills the process and drops every byte of its store it had not
 // synced, as a power failure of its machine would.
 func (nd *node) powerCut() {
-	nd.kill()
+	// The cut comes first: nothing the process writes while it dies (or
+	// the kernel flushes for it) reaches the disk.
 	nd.lazy.PowerCut()
+	nd.kill()
+	nd.lazy.Thaw()
 }
 
 // corrupt damages the node's stream block files while it is down: it
