@@ -120,11 +120,11 @@ func checkCommand(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return errors.New("usage: faults check [-staleness D] history.jsonl")
 	}
-	rep, err := check.File(fs.Arg(0), check.Options{StalenessBound: *bound})
+	rep, err := check.CheckFile(fs.Arg(0), check.Config{StalenessBound: *bound})
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(stdout, rep.Text())
+	fmt.Fprint(stdout, rep.String())
 	if !rep.OK() {
 		return errors.New("the history breaks Trustlog's promises (above)")
 	}

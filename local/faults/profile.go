@@ -2,22 +2,31 @@ package main
 
 import (
 	"fmt"
+	"github.com/trustlog/trustlog/local/faults/history"
 	mrand "math/rand/v2"
 	"time"
 )
 
 // Fault kinds the harness injects.
 const (
-	faultKill      = "kill"       // SIGKILL one node, restart it later
-	faultPause     = "pause"      // SIGSTOP one node past the election timeouts, then SIGCONT
-	faultIsolate   = "isolate"    // one node cut off from the others
-	faultPartition = "partition"  // a majority and a minority
-	faultBridge    = "bridge"     // two halves that reach each other only through one node
-	faultPowerOne  = "power-one"  // one node loses power: unsynced bytes of its store are gone
-	faultPowerAll  = "power-all"  // every node loses power at once
-	faultCorrupt   = "corrupt"    // a minority node's stream blocks damaged while it is down
-	faultTruncate  = "truncate"   // a minority node's stream block truncated while it is down
+	faultKill      = "kill"      // SIGKILL one node, restart it later
+	faultPause     = "pause"     // SIGSTOP one node past the election timeouts, then SIGCONT
+	faultIsolate   = "isolate"   // one node cut off from the others
+	faultPartition = "partition" // a majority and a minority
+	faultBridge    = "bridge"    // two halves that reach each other only through one node
+	faultPowerOne  = "power-one" // one node loses power: unsynced bytes of its store are gone
+	faultPowerAll  = "power-all" // every node loses power at once
+	faultCorrupt   = "corrupt"   // a minority node's stream blocks damaged while it is down
+	faultTruncate  = "truncate"  // a minority node's stream block truncated while it is down
 )
+
+// faultClass is the history's name of each kind of fault.
+var faultClass = map[string]string{
+	faultKill: history.FaultKill, faultPause: history.FaultPause,
+	faultIsolate: history.FaultPartition, faultPartition: history.FaultPartition, faultBridge: history.FaultPartition,
+	faultPowerOne: history.FaultPowerLoss, faultPowerAll: history.FaultPowerLoss,
+	faultCorrupt: history.FaultCorrupt, faultTruncate: history.FaultCorrupt,
+}
 
 // allFaults lists every kind, in the order the short profile injects them.
 var allFaults = []string{faultKill, faultPause, faultIsolate, faultPartition, faultBridge, faultPowerOne, faultPowerAll, faultCorrupt, faultTruncate}

@@ -128,12 +128,14 @@ func run(ctx context.Context, cfg runConfig) (string, error) {
 	for _, nd := range h.nodes {
 		_ = nd.signal(syscall.SIGCONT)
 		if !nd.running() {
+			h.logf("%s had stopped: starting it again (see %s.log)", nd.name, nd.name)
 			if err := nd.start(); err != nil {
 				return "", err
 			}
+			h.event(history.Event{Kind: history.EventRestart, Nodes: []string{nd.name}, Detail: "found stopped at the end"})
 		}
 	}
-	h.event(history.Event{Kind: "heal", Detail: "end of run"})
+	h.event(history.Event{Kind: history.EventHeal, Detail: "end of run"})
 	h.converge(ctx, 2*time.Minute)
 	h.finals(ctx)
 	return histPath, nil
@@ -231,7 +233,7 @@ func (h *harness) inject(ctx context.Context, f planned) error {
 		return out
 	}
 	h.logf("fault: %s", f)
-	start := history.Event{Kind: "fault-start", Nodes: names(f.nodes), Detail: f.String()}
+	start := history.Event{Kind: history.EventFaultStart, Fault: faultClass[f.kind], Nodes: names(f.nodes), Detail: f.String()}
 	var undo func() error
 	switch f.kind {
 	case faultKill:
@@ -278,8 +280,12 @@ func (h *harness) inject(ctx context.Context, f planned) error {
 	case <-time.After(p.faultFor):
 	}
 	err := undo()
-	h.event(history.Event{Kind: "fault-end", Nodes: start.Nodes, Detail: f.kind})
-	h.event(history.Event{Kind: "heal", Nodes: start.Nodes, Detail: f.kind})
+	h.event(history.Event{Kind: history.EventFaultEnd, Fault: start.Fault, Nodes: start.Nodes, Detail: f.kind})
+	switch f.kind {
+	case faultKill, faultPowerOne, faultPowerAll, faultCorrupt, faultTruncate:
+		h.event(history.Event{Kind: history.EventRestart, Nodes: start.Nodes})
+	}
+	h.event(history.Event{Kind: history.EventHeal, Detail: f.kind})
 	h.converge(ctx, 90*time.Second)
 	return err
 }
@@ -337,7 +343,7 @@ func (h *harness) converge(ctx context.Context, limit time.Duration) {
 		}
 		if len(behind) == 0 {
 			d := time.Since(start)
-			h.event(history.Event{Kind: "converged", Detail: fmt.Sprintf("%s at sequence %d", d.Round(time.Millisecond), target)})
+			h.event(history.Event{Kind: history.EventConverged, Detail: fmt.Sprintf("%s at sequence %d", d.Round(time.Millisecond), target)})
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -69,53 +69,76 @@ func (w *workload) intn(n int) int {
 	return w.rng.IntN(n)
 }
 
+// Pacing of each client: a pause between operations, a longer one after
+// an operation that did not succeed (a node down answers at once, and a
+// client hammering it would fill the history with the same refusal).
+const (
+	thinkTime = 20 * time.Millisecond
+	backOff   = 250 * time.Millisecond
+)
+
 // run drives clients concurrent workers until ctx ends.
 func (w *workload) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for c := range w.clients {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				w.step(ctx, c)
+				pause := thinkTime
+				if !w.step(ctx, c) {
+					pause = backOff
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
 			}
 		})
 	}
 	wg.Wait()
 }
 
-// step runs one operation of a random kind on a random node.
-func (w *workload) step(ctx context.Context, client int) {
+// step runs one operation of a random kind on a random node and reports
+// whether it succeeded (or had nothing to do).
+func (w *workload) step(ctx context.Context, client int) bool {
 	nd := w.nodes[w.intn(len(w.nodes))]
 	switch r := w.intn(100); {
 	case r < 20:
-		w.add(ctx, client, nd)
+		return w.add(ctx, client, nd)
 	case r < 32:
-		w.remove(ctx, client, nd)
+		return w.remove(ctx, client, nd)
 	case r < 72:
-		w.read(ctx, client, nd)
+		return w.read(ctx, client, nd)
 	case r < 84:
-		w.issue(ctx, client, nd)
+		return w.issue(ctx, client, nd)
 	default:
-		w.redeem(ctx, client, nd)
+		return w.redeem(ctx, client, nd)
 	}
 }
 
-// record stamps op and hands it on.
-func (w *workload) record(op history.Op) {
+// record stamps op, hands it on, and reports whether it succeeded.
+func (w *workload) record(op history.Op) bool {
 	op.ID = w.nextID.Add(1)
 	w.rec(op)
+	return op.Result == history.ResultOK
 }
 
-// outcome classifies an exchange: the expected status is ok; another
-// status is a refusal (fail); no status at all (a timeout, a connection
-// lost after the request was sent) is unknown for writes.
+// outcome classifies a write's exchange: the expected status is ok; a 4xx
+// is a refusal (fail: nothing was applied); a 5xx, a timeout or a
+// connection lost after the request was sent is unknown (the write may
+// have been stored without its answer reaching us); a request that never
+// left (the node's socket was not there) is a fail.
 func outcome(status, want int, err error) (string, string) {
 	switch {
+	case err != nil && unreachable(err):
+		return history.ResultFail, err.Error()
 	case err != nil:
 		return history.ResultUnknown, err.Error()
 	case status == want:
 		return history.ResultOK, ""
-	default:
+	case status >= 400 && status < 500:
 		return history.ResultFail, fmt.Sprintf("HTTP %d", status)
+	default:
+		return history.ResultUnknown, fmt.Sprintf("HTTP %d", status)
 	}
 }
 
@@ -156,33 +179,31 @@ func unreachable(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-func (w *workload) add(ctx context.Context, client int, nd *node) {
+func (w *workload) add(ctx context.Context, client int, nd *node) bool {
 	cc, err := newClientCert()
 	if err != nil {
-		return
+		return true
 	}
 	op := history.Op{Client: client, Node: nd.name, Kind: history.KindAdd, Key: cc.fp, Invoke: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, w.opTime)
 	defer cancel()
 	status, env, err := call(ctx, nd.unixClient(w.opTime), "POST", "http://trustlog/1.0/certificates",
 		api.CertificatesPost{Name: "c-" + cc.fp[:12], Type: "client", Certificate: base64.StdEncoding.EncodeToString(cc.pair.Leaf.Raw)})
-	op.Complete = time.Now()
+	op.Complete, op.Status = time.Now(), status
 	op.Result, op.Error = outcome(status, http.StatusCreated, err)
-	if err != nil && unreachable(err) {
-		op.Result = history.ResultFail
-	}
 	if op.Error == "" && env.Error != "" {
 		op.Error = env.Error
 	}
-	w.record(op)
+	ok := w.record(op)
 	if op.Result != history.ResultFail {
 		w.mu.Lock()
 		w.certs = append(w.certs, cc)
 		w.mu.Unlock()
 	}
+	return ok
 }
 
-func (w *workload) remove(ctx context.Context, client int, nd *node) {
+func (w *workload) remove(ctx context.Context, client int, nd *node) bool {
 	w.mu.Lock()
 	var cc *clientCert
 	for range 8 {
@@ -196,35 +217,33 @@ func (w *workload) remove(ctx context.Context, client int, nd *node) {
 	}
 	w.mu.Unlock()
 	if cc == nil {
-		return
+		return true
 	}
 	op := history.Op{Client: client, Node: nd.name, Kind: history.KindRemove, Key: cc.fp, Invoke: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, w.opTime)
 	defer cancel()
 	status, env, err := call(ctx, nd.unixClient(w.opTime), "DELETE", "http://trustlog/1.0/certificates/"+cc.fp, nil)
-	op.Complete = time.Now()
+	op.Complete, op.Status = time.Now(), status
 	op.Result, op.Error = outcome(status, http.StatusOK, err)
-	if err != nil && unreachable(err) {
-		op.Result = history.ResultFail
-	}
 	if op.Error == "" && env.Error != "" {
 		op.Error = env.Error
 	}
-	w.record(op)
+	ok := w.record(op)
 	if op.Result == history.ResultFail {
 		w.mu.Lock()
 		cc.removed = false
 		w.mu.Unlock()
 	}
+	return ok
 }
 
 // read makes an authenticated request with a certificate the workload
 // added (and perhaps removed) and records whether the node trusted it.
-func (w *workload) read(ctx context.Context, client int, nd *node) {
+func (w *workload) read(ctx context.Context, client int, nd *node) bool {
 	w.mu.Lock()
 	if len(w.certs) == 0 {
 		w.mu.Unlock()
-		return
+		return true
 	}
 	cc := w.certs[w.intn(len(w.certs))]
 	w.mu.Unlock()
@@ -232,9 +251,9 @@ func (w *workload) read(ctx context.Context, client int, nd *node) {
 	ctx, cancel := context.WithTimeout(ctx, w.opTime)
 	defer cancel()
 	status, env, err := call(ctx, httpsClient(&cc.pair, w.opTime), "GET", nd.url("/1.0"), nil)
-	op.Complete = time.Now()
+	op.Complete, op.Status = time.Now(), status
 	op.Result, op.Error = outcome(status, http.StatusOK, err)
-	if op.Result == history.ResultUnknown {
+	if op.Result != history.ResultOK {
 		op.Result = history.ResultFail // a read changes nothing
 	}
 	if op.Result == history.ResultOK {
@@ -247,21 +266,19 @@ func (w *workload) read(ctx context.Context, client int, nd *node) {
 	} else if op.Error == "" || env.Error != "" {
 		op.Error += " " + env.Error
 	}
-	w.record(op)
+	ok := w.record(op)
+	return ok
 }
 
-func (w *workload) issue(ctx context.Context, client int, nd *node) {
+func (w *workload) issue(ctx context.Context, client int, nd *node) bool {
 	op := history.Op{Client: client, Node: nd.name, Kind: history.KindIssue, Invoke: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, w.opTime)
 	defer cancel()
 	name := fmt.Sprintf("tok-%d-%d", client, time.Now().UnixNano())
 	status, env, err := call(ctx, nd.unixClient(w.opTime), "POST", "http://trustlog/1.0/certificates",
 		api.CertificatesPost{Name: name, Token: true})
-	op.Complete = time.Now()
+	op.Complete, op.Status = time.Now(), status
 	op.Result, op.Error = outcome(status, http.StatusAccepted, err)
-	if err != nil && unreachable(err) {
-		op.Result = history.ResultFail
-	}
 	if op.Result == history.ResultOK {
 		var o api.Operation
 		if json.Unmarshal(env.Metadata, &o) == nil {
@@ -283,13 +300,14 @@ func (w *workload) issue(ctx context.Context, client int, nd *node) {
 	} else if env.Error != "" {
 		op.Error = env.Error
 	}
-	w.record(op)
+	ok := w.record(op)
+	return ok
 }
 
 // redeem presents an issued token with a new certificate; each token gets
 // up to two attempts, from different clients and nodes, so that
 // redemptions race.
-func (w *workload) redeem(ctx context.Context, client int, nd *node) {
+func (w *workload) redeem(ctx context.Context, client int, nd *node) bool {
 	w.mu.Lock()
 	var tok *issued
 	for i := len(w.tokens) - 1; i >= 0 && i >= len(w.tokens)-8; i-- {
@@ -301,30 +319,28 @@ func (w *workload) redeem(ctx context.Context, client int, nd *node) {
 	}
 	w.mu.Unlock()
 	if tok == nil {
-		return
+		return true
 	}
 	cc, err := newClientCert()
 	if err != nil {
-		return
+		return true
 	}
 	op := history.Op{Client: client, Node: nd.name, Kind: history.KindRedeem, Key: tok.id, Value: cc.fp, Invoke: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, w.opTime)
 	defer cancel()
 	status, env, err := call(ctx, httpsClient(&cc.pair, w.opTime), "POST", nd.url("/1.0/certificates"), api.CertificatesPost{TrustToken: tok.token})
-	op.Complete = time.Now()
+	op.Complete, op.Status = time.Now(), status
 	op.Result, op.Error = outcome(status, http.StatusCreated, err)
-	if err != nil && unreachable(err) {
-		op.Result = history.ResultFail
-	}
 	if op.Error == "" && env.Error != "" {
 		op.Error = env.Error
 	}
-	w.record(op)
+	ok := w.record(op)
 	if op.Result != history.ResultFail {
 		w.mu.Lock()
 		w.certs = append(w.certs, cc)
 		w.mu.Unlock()
 	}
+	return ok
 }
 
 // url is the node's HTTPS URL of path.
