@@ -94,9 +94,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		AllowAtomicPublish: true,
 		AllowDirect:        true,
 	}
-	// A cluster still electing its leaders does not answer, and one whose
-	// members are still joining cannot place a replicated stream: each
-	// attempt is bounded, and those two are retried while ctx allows.
+	// A cluster still electing its leaders does not answer or says it is
+	// temporarily unavailable, and one whose members are still joining
+	// cannot place a replicated stream: each attempt is bounded, and those
+	// are retried while ctx allows (the caller bounds ctx).
 	for {
 		actx, cancel := context.WithTimeout(ctx, infoAttempt)
 		_, err := js.CreateOrUpdateStream(actx, sc)
@@ -105,8 +106,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 			return &Store{nc: nc, js: js, stream: sc.Name}, nil
 		}
 		var api *jetstream.APIError
-		joining := errors.As(err, &api) && api.ErrorCode == jsClusterNoPeers
-		if ctx.Err() != nil || !(joining || errors.Is(err, context.DeadlineExceeded)) {
+		transient := errors.As(err, &api) && (api.ErrorCode == jsClusterNoPeers || api.ErrorCode == jsTemporarilyUnavailable)
+		if ctx.Err() != nil || !(transient || errors.Is(err, context.DeadlineExceeded)) {
 			return nil, fmt.Errorf("natsstore: create stream %s: %w", sc.Name, err)
 		}
 		select {
@@ -117,9 +118,14 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	}
 }
 
-// jsClusterNoPeers is JetStream's error code for "no suitable peers for
-// placement": a replicated stream asked for before enough members joined.
-const jsClusterNoPeers = 10005
+// JetStream's error codes for a cluster that is not ready yet: "no
+// suitable peers for placement" (a replicated stream asked for before
+// enough members joined) and "JetStream system temporarily unavailable"
+// (no meta leader yet: members restarting together, or no quorum).
+const (
+	jsClusterNoPeers         = 10005
+	jsTemporarilyUnavailable = 10008
+)
 
 // Stream returns the name of the stream.
 func (s *Store) Stream() string { return s.stream }

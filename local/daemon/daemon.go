@@ -77,6 +77,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// StoreWait bounds how long Start waits for the event stream to answer
+	// (0: DefaultStoreWait).
+	StoreWait time.Duration
 	// HeaderTimeout bounds the TLS handshake and request headers of the
 	// HTTPS API (0: DefaultHeaderTimeout); MaxConnsPerSource caps
 	// concurrent connections per source address (0: the default).
@@ -227,6 +230,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.ACMECheckInterval == 0 {
 		cfg.ACMECheckInterval = DefaultACMECheckInterval
 	}
+	if cfg.StoreWait <= 0 {
+		cfg.StoreWait = DefaultStoreWait
+	}
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = DefaultHeaderTimeout
 	}
@@ -277,8 +283,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.NATSURL != "" {
 		d.checkExternalSync(ctx)
 	}
-	if d.store, err = natsstore.Open(ctx, d.nc, natsstore.Config{Replicas: cfg.Replicas}); err != nil {
-		return nil, fmt.Errorf("daemon: %w", err)
+	if d.store, err = d.openStore(ctx); err != nil {
+		return nil, err
 	}
 	if cfg.NATSListen != "" {
 		if err := d.openSubscriberMirror(ctx); err != nil {
@@ -728,4 +734,37 @@ func listenAddresses(bound string) []string {
 		out = append(out, net.JoinHostPort(n.IP.String(), port))
 	}
 	return out
+}
+
+// DefaultStoreWait bounds how long Start waits for the event stream to
+// answer (a cluster electing its leaders, members still joining) unless
+// Config.StoreWait says otherwise; past it, Start fails rather than hang.
+const DefaultStoreWait = 5 * time.Minute
+
+// openStore opens the event stream, waiting at most Config.StoreWait, and
+// says every 15 s that it is still waiting.
+func (d *Daemon) openStore(ctx context.Context) (*natsstore.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.StoreWait)
+	defer cancel()
+	start := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(15 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				d.log.Warn("waiting for the event stream to answer (a cluster electing its leaders, or members not joined yet)",
+					"waited", time.Since(start).Round(time.Second), "limit", d.cfg.StoreWait)
+			}
+		}
+	}()
+	st, err := natsstore.Open(ctx, d.nc, natsstore.Config{Replicas: d.cfg.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: the event stream did not answer within %s: %w", time.Since(start).Round(time.Second), err)
+	}
+	return st, nil
 }
