@@ -66,7 +66,7 @@ func newNode(root, bin, secret string, i, n int) (*node, error) {
 	}
 	nd.args = []string{
 		"--dir", nd.dir,
-		"--https-address", net.JoinHostPort("0.0.0.0", httpsPort),
+		"--https-address", net.JoinHostPort(nodeIP(i), httpsPort),
 		"--replicas", "3",
 		"--nats-name", nd.name,
 		"--nats-cluster", net.JoinHostPort(nodeIP(i), clusterPort),
