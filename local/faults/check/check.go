@@ -54,6 +54,13 @@
 //     node lies between the two (docs/architecture.md, D2: the promise is
 //     the instance's). A violation, whatever the lag.
 //
+// Revocations. A CRL operation's Value lists every fingerprint the CRL
+// revokes (the workload's CRLs are cumulative, so a revocation is never
+// undone). A read answered "trusted" invoked more than the bound after an
+// acknowledged CRL revoking its certificate completed is a revoked admit,
+// a violation (must be 0); within the bound it is information. An unknown
+// CRL proves nothing.
+//
 // Convergence. Each heal event is paired with the first converged event
 // after it; the delays are reported as p50, p99 (nearest rank) and
 // maximum. When the history has final states (the run finished), a heal
@@ -192,6 +199,7 @@ func Check(h *history.History, cfg Config) (*Report, error) {
 		DoubleRedemptions: []Double{},
 		StaleAdmits:       []Stale{},
 		UntrustedAdmits:   []Stale{},
+		RevokedAdmits:     []Stale{},
 		ReadYourWrites:    []Stale{},
 	}
 	r.count(h)
@@ -200,6 +208,7 @@ func Check(h *history.History, cfg Config) (*Report, error) {
 	r.checkLosses(w, h.Finals)
 	r.checkRedemptions(h.Ops, h.Finals)
 	r.checkReads(w, h.Events, cfg.StalenessBound)
+	r.checkRevocations(h.Ops, cfg.StalenessBound)
 	r.checkConvergence(h.Events)
 	for _, m := range []*model{tokenModel(h.Ops, cfg.StalenessBound), trustModel(h.Ops)} {
 		l, err := m.check(cfg)
@@ -324,6 +333,9 @@ func (r *Report) judge(finished bool) {
 	}
 	if n := len(r.UntrustedAdmits); n > 0 {
 		fail("admits of never trusted certificates: %d", n)
+	}
+	if n := len(r.RevokedAdmits); n > 0 {
+		fail("admits of revoked certificates beyond %v: %d", r.StalenessBound, n)
 	}
 	if n := len(r.ReadYourWrites); n > 0 {
 		fail("read-your-writes violations: %d", n)

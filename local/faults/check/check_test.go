@@ -522,3 +522,46 @@ func TestLaggingRefusal(t *testing.T) {
 		t.Errorf("refusal 5 ms after the issue under a 1 ms bound: %+v, want %s illegal", l, tok1)
 	}
 }
+
+// TestRevokedAdmits: a certificate an acknowledged CRL revoked may still be
+// admitted within the staleness bound, never past it; an unknown CRL, or a
+// CRL revoking other certificates, proves nothing.
+func TestRevokedAdmits(t *testing.T) {
+	t.Parallel()
+	bound := 500 * time.Millisecond
+	for _, tc := range []struct {
+		name        string
+		crl         func(b *builder) *builder
+		readAt      int
+		wantAdmits  int
+		wantInBound int
+	}{
+		{name: "fail/admitted past the bound", readAt: 900, wantAdmits: 1,
+			crl: func(b *builder) *builder {
+				return b.op("n1", history.KindCRL, "8", fpC+","+fpB, 300, 310, history.ResultOK, 200)
+			}},
+		{name: "ok/admitted within the bound", readAt: 700, wantInBound: 1,
+			crl: func(b *builder) *builder {
+				return b.op("n1", history.KindCRL, "8", fpB, 300, 310, history.ResultOK, 200)
+			}},
+		{name: "ok/the CRL's answer was lost", readAt: 900,
+			crl: func(b *builder) *builder {
+				return b.op("n1", history.KindCRL, "8", fpB, 300, 310, history.ResultUnknown, 0)
+			}},
+		{name: "ok/the CRL revokes another certificate", readAt: 900,
+			crl: func(b *builder) *builder {
+				return b.op("n1", history.KindCRL, "8", fpC, 300, 310, history.ResultOK, 200)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.crl(clean()).read("n3", fpB, history.ValueTrusted, tc.readAt, tc.readAt+10)
+			r := run(t, b, check.Config{StalenessBound: bound})
+			if len(r.RevokedAdmits) != tc.wantAdmits || r.RevokedWithinBound != tc.wantInBound {
+				t.Fatalf("revoked admits %v, within the bound %d; want %d and %d", r.RevokedAdmits, r.RevokedWithinBound, tc.wantAdmits, tc.wantInBound)
+			}
+			if r.OK() != (tc.wantAdmits == 0) {
+				t.Errorf("OK %v with %d revoked admits: %v", r.OK(), tc.wantAdmits, r.Failures)
+			}
+		})
+	}
+}

@@ -46,6 +46,11 @@ type Report struct {
 	// UntrustedAdmits lists admitted reads of a certificate that no add
 	// can have trusted before they completed (Write is 0).
 	UntrustedAdmits []Stale `json:"untrusted_admits"`
+	// RevokedAdmits lists admitted reads beyond the staleness bound after
+	// an acknowledged CRL revoked the certificate (Write is the CRL's op);
+	// RevokedWithinBound counts those within it.
+	RevokedAdmits      []Stale `json:"revoked_admits"`
+	RevokedWithinBound int     `json:"revoked_within_bound"`
 	// StaleRefusals counts refused reads after an acknowledged add.
 	StaleRefusals int `json:"stale_refusals"`
 	// ReadYourWrites lists reads that missed a write their own node had
@@ -243,6 +248,11 @@ func (r *Report) String() string {
 	list(&b, len(r.UntrustedAdmits), func(i int) string {
 		s := r.UntrustedAdmits[i]
 		return fmt.Sprintf("read %d on %s of %s", s.Read, s.Node, s.Key)
+	})
+	p("admits of revoked certificates beyond %v: %d (within the bound: %d)", r.StalenessBound, len(r.RevokedAdmits), r.RevokedWithinBound)
+	list(&b, len(r.RevokedAdmits), func(i int) string {
+		s := r.RevokedAdmits[i]
+		return fmt.Sprintf("read %d on %s of %s: %s after CRL op %d on %s", s.Read, s.Node, s.Key, short(s.Lag), s.Write, s.WriteNode)
 	})
 	p("read-your-writes violations: %d", len(r.ReadYourWrites))
 	list(&b, len(r.ReadYourWrites), func(i int) string {
