@@ -1,12 +1,13 @@
 // Command faults is Trustlog's fault-injection harness: it runs a cluster of
 // real trustlogd processes, each in its own network namespace with its
 // event store on a file system that can lose power (lazyfs), drives a
-// workload of trust changes, token redemptions and authenticated requests
-// through their APIs, injects crashes, pauses, partitions, power loss and
-// corruption on a schedule, records every operation as a history, and
-// checks it: no acknowledged change lost, no token redeemed twice, no
-// certificate admitted past the staleness bound after its removal was
-// acknowledged, redemptions and trust changes linearizable.
+// workload of trust changes, token redemptions, CRL updates and
+// authenticated requests through their APIs, injects crashes, pauses,
+// partitions, power loss and corruption on a schedule, records every
+// operation as a history, and checks it: no acknowledged change lost, no
+// token redeemed twice, no certificate admitted past the staleness bound
+// after its removal or revocation was acknowledged, redemptions and trust
+// changes linearizable.
 //
 //	go run ./local/faults run [-profile ci|long] [-seed N] [-out DIR]
 //	go run ./local/faults check DIR/history.jsonl

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/trustlog/trustlog/functions/api"
+	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/local/faults/history"
 )
 
@@ -172,6 +173,22 @@ func (h *harness) bootstrap(ctx context.Context) error {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
+	}
+	// PKI mode: the run's CA signs every client certificate, and CRLs are
+	// part of the workload.
+	ca, err := newAuthority(h.cfg.out)
+	if err != nil {
+		return err
+	}
+	for {
+		code, env, err := call(ctx, h.nodes[0].unixClient(5*time.Second), "PUT", "http://trustlog/1.0/trustlog/pki/ca", pki.CAPut{Certificate: ca.pem})
+		if err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("setting the CA: %d %s %v", code, env.Error, err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	h.logf("cluster up")
 	h.event(history.Event{Kind: "start", Detail: fmt.Sprintf("%d nodes", len(h.nodes))})

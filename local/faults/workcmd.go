@@ -30,9 +30,13 @@ func workloadCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	for i := 1; i <= *n; i++ {
 		nodes = append(nodes, &node{i: i, name: nodeName(i), dir: nodeDir(*out, i)})
 	}
+	ca, err := loadAuthority(*out)
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	enc := json.NewEncoder(stdout)
-	w := &workload{nodes: nodes, clients: *clients, opTime: *opTime,
+	w := &workload{nodes: nodes, clients: *clients, opTime: *opTime, ca: ca,
 		rng: mrand.New(mrand.NewPCG(*seed, *seed+1)),
 		rec: func(op history.Op) {
 			mu.Lock()

@@ -20,11 +20,14 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/trustlog/trustlog/functions/api"
+	"github.com/trustlog/trustlog/functions/pki"
 	"github.com/trustlog/trustlog/local/faults/history"
 )
 
@@ -42,6 +45,11 @@ type workload struct {
 	rng     *mrand.Rand
 	rngMu   sync.Mutex
 	nextID  atomic.Int64
+	ca      *authority
+
+	crlMu   sync.Mutex
+	crlNum  int64
+	revoked []*clientCert // every certificate a CRL was sent for
 
 	mu     sync.Mutex
 	certs  []*clientCert // added (acknowledged or maybe), for reads and removals
@@ -51,8 +59,10 @@ type workload struct {
 // clientCert is a client's certificate and what the workload did with it.
 type clientCert struct {
 	fp      string
+	serial  *big.Int
 	pair    tls.Certificate
 	removed bool // a removal was attempted
+	revoked bool // a CRL revoking it was sent
 }
 
 // issued is a trust token and how many redemptions were tried.
@@ -108,10 +118,12 @@ func (w *workload) step(ctx context.Context, client int) bool {
 		return w.remove(ctx, client, nd)
 	case r < 72:
 		return w.read(ctx, client, nd)
-	case r < 84:
+	case r < 83:
 		return w.issue(ctx, client, nd)
-	default:
+	case r < 97:
 		return w.redeem(ctx, client, nd)
+	default:
+		return w.revoke(ctx, client, nd)
 	}
 }
 
@@ -180,7 +192,7 @@ func unreachable(err error) bool {
 }
 
 func (w *workload) add(ctx context.Context, client int, nd *node) bool {
-	cc, err := newClientCert()
+	cc, err := w.newClientCert()
 	if err != nil {
 		return true
 	}
@@ -321,7 +333,7 @@ func (w *workload) redeem(ctx context.Context, client int, nd *node) bool {
 	if tok == nil {
 		return true
 	}
-	cc, err := newClientCert()
+	cc, err := w.newClientCert()
 	if err != nil {
 		return true
 	}
@@ -359,18 +371,18 @@ func httpsClient(cert *tls.Certificate, timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 }
 
-// newClientCert makes a self-signed P-384 client certificate.
-func newClientCert() (*clientCert, error) {
+// newClientCert makes a P-384 client certificate signed by the run's CA.
+func (w *workload) newClientCert() (*clientCert, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	now := time.Now()
 	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "faults"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour),
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, w.ca.cert, &key.PublicKey, w.ca.key)
 	if err != nil {
 		return nil, err
 	}
@@ -379,5 +391,52 @@ func newClientCert() (*clientCert, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(der)
-	return &clientCert{fp: hex.EncodeToString(sum[:]), pair: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}, nil
+	return &clientCert{fp: hex.EncodeToString(sum[:]), serial: serial, pair: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}, nil
+}
+
+// revoke publishes the next CRL: every certificate revoked so far and one
+// or two more from the pool. CRLs are cumulative, so a revocation is never
+// undone, and built one at a time, so their numbers only grow; one whose
+// answer is lost still counts, as the next CRL carries its revocations.
+// The operation's Value lists every fingerprint the CRL revokes.
+func (w *workload) revoke(ctx context.Context, client int, nd *node) bool {
+	w.crlMu.Lock()
+	defer w.crlMu.Unlock()
+	w.mu.Lock()
+	for range 2 {
+		if len(w.certs) == 0 {
+			break
+		}
+		if c := w.certs[w.intn(len(w.certs))]; !c.revoked {
+			c.revoked = true
+			w.revoked = append(w.revoked, c)
+		}
+	}
+	w.mu.Unlock()
+	if len(w.revoked) == 0 {
+		return true
+	}
+	w.crlNum++
+	var serials []*big.Int
+	var fps []string
+	for _, c := range w.revoked {
+		serials = append(serials, c.serial)
+		fps = append(fps, c.fp)
+	}
+	der, err := w.ca.crl(w.crlNum, serials)
+	if err != nil {
+		return false
+	}
+	op := history.Op{Client: client, Node: nd.name, Kind: history.KindCRL, Key: strconv.FormatInt(w.crlNum, 10),
+		Value: strings.Join(fps, ","), Invoke: time.Now()}
+	ctx, cancel := context.WithTimeout(ctx, w.opTime)
+	defer cancel()
+	status, env, err := call(ctx, nd.unixClient(w.opTime), "PUT", "http://trustlog/1.0/trustlog/pki/crl",
+		pki.CRLPut{CRL: base64.StdEncoding.EncodeToString(der)})
+	op.Complete, op.Status = time.Now(), status
+	op.Result, op.Error = outcome(status, http.StatusOK, err)
+	if op.Error == "" && env.Error != "" {
+		op.Error = env.Error
+	}
+	return w.record(op)
 }
