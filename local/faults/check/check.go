@@ -59,7 +59,10 @@
 // undone). A read answered "trusted" invoked more than the bound after an
 // acknowledged CRL revoking its certificate completed is a revoked admit,
 // a violation (must be 0); within the bound it is information. An unknown
-// CRL proves nothing.
+// CRL proves nothing. A refusal of a certificate that a CRL which may have
+// taken effect (acknowledged or unknown, invoked before the read
+// completed) revokes is explained by it: it is neither a stale refusal nor
+// a read-your-writes violation.
 //
 // Convergence. Each heal event is paired with the first converged event
 // after it; the delays are reported as p50, p99 (nearest rank) and

@@ -565,3 +565,23 @@ func TestRevokedAdmits(t *testing.T) {
 		})
 	}
 }
+
+// TestRevokedRefusals: a certificate a CRL revoked may be refused although
+// its add was acknowledged, by any node, its own included: the refusal is
+// neither stale nor a read-your-writes violation.
+func TestRevokedRefusals(t *testing.T) {
+	t.Parallel()
+	for _, result := range []string{history.ResultOK, history.ResultUnknown} {
+		b := clean().op("n2", history.KindCRL, "8", fpB, 300, 310, result, 200).
+			read("n2", fpB, history.ValueUntrusted, 900, 910)
+		r := run(t, b, check.Config{StalenessBound: 500 * time.Millisecond})
+		if !r.OK() || len(r.ReadYourWrites) != 0 || r.StaleRefusals != 0 {
+			t.Errorf("CRL %s: OK %v, read-your-writes %v, stale refusals %d: %v", result, r.OK(), r.ReadYourWrites, r.StaleRefusals, r.Failures)
+		}
+	}
+	// Without the CRL the same refusal misses the node's own write.
+	r := run(t, clean().read("n2", fpB, history.ValueUntrusted, 900, 910), check.Config{StalenessBound: 500 * time.Millisecond})
+	if len(r.ReadYourWrites) != 1 {
+		t.Errorf("refusal of an added certificate without a CRL: read-your-writes %v, want one", r.ReadYourWrites)
+	}
+}

@@ -2,6 +2,7 @@ package check
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/trustlog/trustlog/local/faults/history"
@@ -21,10 +22,13 @@ type workload struct {
 	keys   []string                // every fingerprint the workload touched, sorted
 	writes map[string][]write      // acknowledged and unknown writes
 	reads  map[string][]history.Op // answered reads
+	// revoked is, per fingerprint, when the first CRL revoking it that may
+	// have taken effect (acknowledged or unknown) was invoked.
+	revoked map[string]time.Time
 }
 
 func newWorkload(ops []history.Op) *workload {
-	w := &workload{writes: map[string][]write{}, reads: map[string][]history.Op{}}
+	w := &workload{writes: map[string][]write{}, reads: map[string][]history.Op{}, revoked: map[string]time.Time{}}
 	seen := map[string]bool{}
 	touch := func(fp string) {
 		if !seen[fp] {
@@ -47,6 +51,15 @@ func newWorkload(ops []history.Op) *workload {
 			touch(op.Key)
 			if op.Result == history.ResultOK {
 				w.reads[op.Key] = append(w.reads[op.Key], op)
+			}
+		case history.KindCRL:
+			if op.Result == history.ResultFail {
+				continue
+			}
+			for _, fp := range strings.Split(op.Value, ",") {
+				if at, ok := w.revoked[fp]; fp != "" && (!ok || op.Invoke.Before(at)) {
+					w.revoked[fp] = op.Invoke
+				}
 			}
 		}
 	}
@@ -178,6 +191,9 @@ func (r *Report) checkReads(w *workload, events []history.Event, bound time.Dura
 		writes := w.writes[fp]
 		for _, rd := range w.reads[fp] {
 			v := rd.Value == history.ValueTrusted
+			if at, ok := w.revoked[fp]; ok && !v && at.Before(rd.Complete) {
+				continue // refused as revoked: a CRL explains it
+			}
 			// The writes of v that can explain the answer: an unknown
 			// one invoked before the read completed always can; an
 			// acknowledged one unless it definitely precedes the
