@@ -79,6 +79,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", defaultOut(), "run directory (history, logs, data); emptied first")
 	repo := fs.String("repo", ".", "the Trustlog repository to build trustlogd from")
 	duration := fs.Duration("duration", 0, "length of a random schedule (long profile); 0 keeps the profile's")
+	sync := fs.String("sync", "", "trustlogd's --sync for every node (always, interval:D); empty keeps trustlogd's default (always)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	start := time.Now()
-	hist, err := run(ctx, runConfig{profile: p, seed: *seed, out: abs, repo: *repo, log: stderr})
+	hist, err := run(ctx, runConfig{profile: p, seed: *seed, out: abs, repo: *repo, sync: *sync, log: stderr})
 	if err != nil {
 		return err
 	}

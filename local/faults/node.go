@@ -52,7 +52,7 @@ func nodeName(i int) string { return fmt.Sprintf("n%d", i) }
 func nodeDir(root string, i int) string { return filepath.Join(root, nodeName(i)) }
 
 // newNode prepares node i of n in run directory root.
-func newNode(root, bin, secret string, i, n int) (*node, error) {
+func newNode(root, bin, secret, sync string, i, n int) (*node, error) {
 	nd := &node{i: i, name: nodeName(i), bin: bin, dir: nodeDir(root, i)}
 	nd.backing = filepath.Join(root, nd.name+"-store")
 	for _, d := range []string{nd.dir, nd.backing, filepath.Join(nd.dir, "nats")} {
@@ -73,6 +73,9 @@ func newNode(root, bin, secret string, i, n int) (*node, error) {
 		"--nats-routes", strings.Join(routes, ","),
 		"--nats-cluster-secret-file", secret,
 		"--acme-http-address", "-",
+	}
+	if sync != "" {
+		nd.args = append(nd.args, "--sync", sync)
 	}
 	f, err := os.OpenFile(filepath.Join(root, nd.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

@@ -28,6 +28,7 @@ type runConfig struct {
 	seed    uint64
 	out     string // run directory: history, node logs, data
 	repo    string // the repository to build trustlogd from
+	sync    string // trustlogd's --sync for every node; "" keeps its default
 	log     io.Writer
 }
 
@@ -91,7 +92,7 @@ func run(ctx context.Context, cfg runConfig) (string, error) {
 		return "", err
 	}
 	for i := 1; i <= p.nodes; i++ {
-		nd, err := newNode(cfg.out, bin, secret, i, p.nodes)
+		nd, err := newNode(cfg.out, bin, secret, cfg.sync, i, p.nodes)
 		if err != nil {
 			return "", err
 		}
