@@ -398,10 +398,12 @@ func (w *workload) newClientCert() (*clientCert, error) {
 // or two more from the pool. CRLs are cumulative, so a revocation is never
 // undone, and built one at a time, so their numbers only grow; one whose
 // answer is lost still counts, as the next CRL carries its revocations.
-// The operation's Value lists every fingerprint the CRL revokes.
+// The operation's Value lists the fingerprints this CRL revokes that no
+// lower-numbered one did (it revokes those too).
 func (w *workload) revoke(ctx context.Context, client int, nd *node) bool {
 	w.crlMu.Lock()
 	defer w.crlMu.Unlock()
+	var fps []string // revoked first by this CRL
 	w.mu.Lock()
 	for range 2 {
 		if len(w.certs) == 0 {
@@ -410,6 +412,7 @@ func (w *workload) revoke(ctx context.Context, client int, nd *node) bool {
 		if c := w.certs[w.intn(len(w.certs))]; !c.revoked {
 			c.revoked = true
 			w.revoked = append(w.revoked, c)
+			fps = append(fps, c.fp)
 		}
 	}
 	w.mu.Unlock()
@@ -418,10 +421,8 @@ func (w *workload) revoke(ctx context.Context, client int, nd *node) bool {
 	}
 	w.crlNum++
 	var serials []*big.Int
-	var fps []string
 	for _, c := range w.revoked {
 		serials = append(serials, c.serial)
-		fps = append(fps, c.fp)
 	}
 	der, err := w.ca.crl(w.crlNum, serials)
 	if err != nil {

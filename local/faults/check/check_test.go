@@ -548,6 +548,11 @@ func TestRevokedAdmits(t *testing.T) {
 			crl: func(b *builder) *builder {
 				return b.op("n1", history.KindCRL, "8", fpB, 300, 310, history.ResultUnknown, 0)
 			}},
+		{name: "fail/a later CRL keeps the revocation", readAt: 900, wantAdmits: 1,
+			crl: func(b *builder) *builder {
+				b.op("n1", history.KindCRL, "8", fpB, 200, 210, history.ResultUnknown, 0)
+				return b.op("n2", history.KindCRL, "9", fpC, 300, 310, history.ResultOK, 200)
+			}},
 		{name: "ok/the CRL revokes another certificate", readAt: 900,
 			crl: func(b *builder) *builder {
 				return b.op("n1", history.KindCRL, "8", fpC, 300, 310, history.ResultOK, 200)

@@ -2,7 +2,6 @@ package check
 
 import (
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/trustlog/trustlog/local/faults/history"
@@ -52,14 +51,12 @@ func newWorkload(ops []history.Op) *workload {
 			if op.Result == history.ResultOK {
 				w.reads[op.Key] = append(w.reads[op.Key], op)
 			}
-		case history.KindCRL:
-			if op.Result == history.ResultFail {
-				continue
-			}
-			for _, fp := range strings.Split(op.Value, ",") {
-				if at, ok := w.revoked[fp]; fp != "" && (!ok || op.Invoke.Before(at)) {
-					w.revoked[fp] = op.Invoke
-				}
+		}
+	}
+	for fp, crls := range revokingCRLs(ops) {
+		for _, op := range crls {
+			if at, ok := w.revoked[fp]; op.Result != history.ResultFail && (!ok || op.Invoke.Before(at)) {
+				w.revoked[fp] = op.Invoke
 			}
 		}
 	}
