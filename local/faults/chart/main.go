@@ -253,16 +253,19 @@ func draw(h *history.History, title string, width int) (string, error) {
 		}
 		p(`<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.16"><title>%s</title></rect>`,
 			x0, eventsY, max(x1-x0, 1), plotBottom-eventsY, colour, esc(tip))
+		// The label goes in the first row with room for it; when none has
+		// (a dense run), the band keeps its mark and its tooltip only.
 		label := f.fault + " " + nodeList(f.nodes)
-		row := 0
+		row := -1
 		for i := range ends {
 			if ends[i] < x0 {
 				row = i
 				break
 			}
-			if ends[i] < ends[row] {
-				row = i
-			}
+		}
+		if row < 0 {
+			p(`<rect x="%.1f" y="%d" width="3" height="%d" fill="%s"/>`, x0, eventsY-6, 6, colour)
+			continue
 		}
 		ends[row] = x0 + float64(7*len(label))
 		ly := top + row*labelRowH + labelRowH - 3
