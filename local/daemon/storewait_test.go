@@ -17,17 +17,7 @@ import (
 // caller's context has no deadline (trustlogd's own has none).
 func TestStartBoundedWithoutQuorum(t *testing.T) {
 	t.Parallel()
-	c := natstest.RunCluster(t, 3)
-	url := c.Servers[0].ClientURL()
-	// The stream exists, as after any first start; then two servers go.
-	first, err := daemon.Start(context.Background(), daemon.Config{Dir: dmShortDir(t), NATSURL: url, Replicas: 3,
-		HTTPSAddress: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Close()
-	c.Stop(1)
-	c.Stop(2)
+	_, url := clusterWithoutQuorum(t)
 	done := make(chan error, 1)
 	go func() {
 		d, err := daemon.Start(context.Background(), daemon.Config{Dir: dmShortDir(t), NATSURL: url, Replicas: 3,
@@ -52,16 +42,7 @@ func TestStartBoundedWithoutQuorum(t *testing.T) {
 // starting then waits for the quorum to come back instead of exiting.
 func TestStartWaitsForQuorum(t *testing.T) {
 	t.Parallel()
-	c := natstest.RunCluster(t, 3)
-	url := c.Servers[0].ClientURL()
-	first, err := daemon.Start(context.Background(), daemon.Config{Dir: dmShortDir(t), NATSURL: url, Replicas: 3,
-		HTTPSAddress: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Close()
-	c.Stop(1)
-	c.Stop(2)
+	c, url := clusterWithoutQuorum(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dir := dmShortDir(t)
@@ -83,4 +64,23 @@ func TestStartWaitsForQuorum(t *testing.T) {
 		t.Fatalf("Start while the quorum comes back: %v", s.err)
 	}
 	s.d.Close()
+}
+
+// clusterWithoutQuorum starts a three-server JetStream cluster, lets a
+// trustlogd create its stream there (as after any first start), then
+// stops two of the servers. It returns the cluster and the URL of the
+// server left.
+func clusterWithoutQuorum(t *testing.T) (*natstest.Cluster, string) {
+	t.Helper()
+	c := natstest.RunCluster(t, 3)
+	url := c.Servers[0].ClientURL()
+	first, err := daemon.Start(context.Background(), daemon.Config{Dir: dmShortDir(t), NATSURL: url, Replicas: 3,
+		HTTPSAddress: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	c.Stop(1)
+	c.Stop(2)
+	return c, url
 }
