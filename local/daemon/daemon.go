@@ -216,8 +216,12 @@ type httpsServer struct {
 // Start brings a daemon up and returns once it serves: the read model has
 // replayed the stream and both listeners accept connections. It locks the
 // data directory first, and fails with ErrDirInUse (naming the other
-// process) while another trustlogd runs on it.
+// process) while another trustlogd runs on it. Its last log line,
+// "trustlogd ready", says how long the start took: in all, restoring the
+// read-model snapshot (snapshot_seq is 0 without one) and replaying the
+// events after it.
 func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	began := time.Now() // wall-clock timings for the ready line, whatever cfg.Now says
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -293,13 +297,21 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.proj = projections.NewProjector(d.store, projections.ProjectorConfig{Logger: d.log, Start: restoreSnapshot(ctx, d.store, d.log)})
+	restoring := time.Now()
+	restored := restoreSnapshot(ctx, d.store, d.log)
+	restoreTook, fromSeq := time.Since(restoring), uint64(0)
+	if restored != nil {
+		fromSeq = restored.Seq()
+	}
+	d.proj = projections.NewProjector(d.store, projections.ProjectorConfig{Logger: d.log, Start: restored})
 	d.wg.Go(func() { _ = d.proj.Run(runCtx) })
 	syncCtx, stop := context.WithTimeout(ctx, time.Minute)
 	defer stop()
+	replaying := time.Now()
 	if err := d.proj.Sync(syncCtx); err != nil {
 		return nil, fmt.Errorf("daemon: replaying the event stream: %w", err)
 	}
+	replayTook, replayed := time.Since(replaying), d.proj.Snapshot().Seq()-fromSeq
 	key, err := loadOrCreateSealingKey(cfg.Dir, d.proj.Snapshot())
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
@@ -362,7 +374,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.log.Info("trustlogd ready",
 		"https", d.HTTPSAddr(), "unix", d.UnixSocket(), "member", d.member,
 		"fingerprint", d.Fingerprint(), "events", d.proj.Snapshot().Seq(),
-		"trusted_certificates", d.proj.Snapshot().NumCertificates())
+		"trusted_certificates", d.proj.Snapshot().NumCertificates(),
+		"startup", time.Since(began).Round(time.Microsecond),
+		"snapshot_seq", fromSeq, "snapshot_restore", restoreTook.Round(time.Microsecond),
+		"replayed", replayed, "replay", replayTook.Round(time.Microsecond))
 	return d, nil
 }
 
