@@ -93,6 +93,39 @@ func TestReadme(t *testing.T) {
 	s.mu.Unlock()
 }
 
+// TestPKIDoc runs docs/pki.md: a CA made by openssl, a client certificate it
+// signs, PKI mode turned on, then the CRL recipe (openssl ca with the
+// shipped examples/pki/ca.cnf) revoking that client.
+func TestPKIDoc(t *testing.T) {
+	t.Parallel()
+	root := toolbin.RepoRoot(t)
+	trustlog := toolbin.Build(t, ".", toolbin.Module+"/cli", "trustlog-e2e")
+	h := newDocHost(t)
+	s := h.start(t)
+
+	cmds := docCommands(t, filepath.Join(root, "docs", "pki.md"), "pki-ca", "pki-trust", "pki-crl")
+	h.substitute(t, cmds, []docSubst{
+		{old: "127.0.0.1:8443", new: s.d.HTTPSAddr()},
+		{old: "examples/pki/ca.cnf", new: filepath.Join(root, "examples", "pki", "ca.cnf")},
+	})
+	results := h.run(t, cmds, trustlog, "")
+
+	checkDoc(t, cmds, results, []docExpect{
+		{block: "pki-ca", cmd: "openssl req -x509"},
+		{block: "pki-ca", cmd: "trustlog pki ca set ca.crt"},
+		{block: "pki-ca", cmd: "openssl req -newkey"},
+		{block: "pki-ca", cmd: "openssl x509 -req -in alice.csr"},
+		{block: "pki-trust", cmd: "trustlog config set core.trust_ca_certificates true"},
+		{block: "pki-trust", cmd: "curl -sk --cert alice.crt", out: []string{`"auth":"trusted"`, `"auth_user_method":"pki"`}},
+		{block: "pki-crl", cmd: "touch index.txt"},
+		{block: "pki-crl", cmd: "openssl ca -config", out: []string{"Database updated"}},
+		{block: "pki-crl", cmd: "openssl ca -config"},
+		{block: "pki-crl", cmd: "trustlog pki crl set ca.crl"},
+		{block: "pki-crl", cmd: "trustlog pki crl show", out: []string{"total: 1", "stale: false"}},
+		{block: "pki-crl", cmd: "curl -sk --cert alice.crt", out: []string{`"auth":"untrusted"`}},
+	})
+}
+
 // docHost is where a document's commands run: a working directory and the
 // HOME of each machine the document names ("" is the server's).
 type docHost struct {
