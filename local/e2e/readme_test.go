@@ -22,10 +22,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/trustlog/trustlog/functions/api"
 	"github.com/trustlog/trustlog/local/daemon"
@@ -419,4 +421,65 @@ func checkDoc(t *testing.T, cmds []docCommand, results []docResult, expects []do
 			}
 		}
 	}
+}
+
+// TestDocsIndex: docs/README.md links every page under docs/, and each of
+// its relative links names a file that exists.
+func TestDocsIndex(t *testing.T) {
+	t.Parallel()
+	docs := filepath.Join(toolbin.RepoRoot(t), "docs")
+	index, err := os.ReadFile(filepath.Join(docs, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`).FindAllStringSubmatch(string(index), -1) {
+		target := m[1]
+		if strings.Contains(target, "://") {
+			continue
+		}
+		path := filepath.Clean(filepath.Join(docs, filepath.FromSlash(target)))
+		page, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("docs/README.md links %s: %v", target, err)
+			continue
+		}
+		linked[path] = true
+		if anchor := strings.TrimPrefix(m[2], "#"); anchor != "" && !slices.Contains(headingAnchors(string(page)), anchor) {
+			t.Errorf("docs/README.md links %s#%s: no such heading", target, anchor)
+		}
+	}
+	pages, err := filepath.Glob(filepath.Join(docs, "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pages {
+		if filepath.Base(p) != "README.md" && !linked[p] {
+			t.Errorf("docs/README.md does not list docs/%s", filepath.Base(p))
+		}
+	}
+}
+
+// headingAnchors returns the anchors GitHub gives the headings of a
+// Markdown page: lower case, punctuation dropped, spaces as hyphens.
+func headingAnchors(page string) []string {
+	var out []string
+	for line := range strings.Lines(page) {
+		h, ok := strings.CutPrefix(line, "#")
+		if !ok {
+			continue
+		}
+		h = strings.TrimSpace(strings.TrimLeft(h, "#"))
+		var b strings.Builder
+		for _, r := range strings.ToLower(h) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
