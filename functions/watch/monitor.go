@@ -18,8 +18,9 @@ import (
 // that proxies and clients see it alive.
 const heartbeat = 15 * time.Second
 
-// since parses a since parameter: "" (from now), a sequence, or an
-// RFC 3339 time, and returns the first sequence to send.
+// since parses a since parameter: "" (from now), a sequence (0 is taken
+// as 1, the first event, as people expect), or an RFC 3339 time, and
+// returns the first sequence to send.
 func (h *Handler) since(ctx context.Context, v string) (uint64, error) {
 	last, err := h.feed.LastSeq(ctx)
 	if err != nil {
@@ -29,13 +30,10 @@ func (h *Handler) since(ctx context.Context, v string) (uint64, error) {
 		return last + 1, nil
 	}
 	if seq, err := strconv.ParseUint(v, 10, 64); err == nil {
-		switch {
-		case seq == 0:
-			return 0, response.BadRequest("since: sequences start at 1")
-		case seq > last+1:
+		if seq > last+1 {
 			return 0, response.BadRequest(fmt.Sprintf("since: sequence %d is past the end of the stream (the last event is %d)", seq, last))
 		}
-		return seq, nil
+		return max(seq, 1), nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil {

@@ -250,3 +250,33 @@ func TestCLIMonitor(t *testing.T) {
 		t.Errorf("monitor output:\n%s", got)
 	}
 }
+
+// TestCLIMonitorSinceZero: `trustlog monitor --since 0` starts from the
+// first event, as --since 1 does, instead of refusing 0.
+func TestCLIMonitorSinceZero(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	cli := cliEnv{conf: t.TempDir(), s: s}
+	_, a := newCert(t, "", "alice")
+	s.trust(t, a, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- command.Run(ctx, []string{"monitor", "--since", "0", "-f", "json", "--type", "certificate.trusted"}, strings.NewReader(""), &out, &out, cli.getenv)
+	}()
+	for !strings.Contains(out.String(), fingerprintOf(a)) {
+		select {
+		case err := <-done:
+			t.Fatalf("monitor --since 0 stopped: %v\n%s", err, out.String())
+		case <-ctx.Done():
+			t.Fatalf("monitor --since 0 output after 20 s:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("monitor after interrupt: %v", err)
+	}
+}

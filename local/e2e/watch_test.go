@@ -181,8 +181,8 @@ func sse(t *testing.T, body io.Reader, n int) []map[string]string {
 	return out
 }
 
-// TestMonitorStream covers GET /1.0/trustlog/events: from a sequence,
-// filtered by type, bad parameters refused, the end of the caller's trust.
+// TestMonitorStream covers GET /1.0/trustlog/events: from a sequence (0
+// being the first event), filtered by type, bad parameters refused, the end of the caller's trust.
 func TestMonitorStream(t *testing.T) {
 	t.Parallel()
 	s := start(t)
@@ -194,7 +194,7 @@ func TestMonitorStream(t *testing.T) {
 	c.Timeout = 0
 	base := "https://" + s.d.HTTPSAddr() + "/1.0/trustlog/events"
 	for name, q := range map[string]string{
-		"since 0": "?since=0", "since past the end": "?since=999", "since in the future": "?since=2999-01-01T00:00:00Z",
+		"since past the end": "?since=999", "since in the future": "?since=2999-01-01T00:00:00Z",
 		"since before the first event": "?since=2000-01-01T00:00:00Z", "since garbage": "?since=yesterday", "unknown type": "?type=certificate.exploded",
 	} {
 		code, env := do(t, c, "GET", base+q, nil)
@@ -204,7 +204,17 @@ func TestMonitorStream(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", base+"?since=1&type=certificate.trusted", nil)
+	// since=0 is the first event, as since=1.
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"?since=0", nil)
+	resp0, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sse(t, resp0.Body, 1); resp0.StatusCode != 200 || len(got) != 1 || got[0]["id"] != "1" {
+		t.Errorf("since=0: %d, first event %+v, want id 1", resp0.StatusCode, got)
+	}
+	resp0.Body.Close()
+	req, _ = http.NewRequestWithContext(ctx, "GET", base+"?since=1&type=certificate.trusted", nil)
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
