@@ -68,6 +68,22 @@ type MemberHost interface {
 	Member() string
 }
 
+// ListenChecker is a Host that serves on listeners of its own, whose
+// addresses are member-local keys: core.https_address and acme.http.port.
+// A change of this member's value is checked with it before it is
+// recorded, so an address the host cannot listen on (in use, not on this
+// machine, a host name that does not resolve) is refused with 400 and
+// nothing is appended. Hosts without listeners (a Lambda function) do not
+// implement it.
+type ListenChecker interface {
+	Host
+	// CheckListen returns an error, in words for the admin who asked, if
+	// this host cannot listen on addr (host:port) for key. It may keep
+	// the listener it bound, for the move the recorded change then makes.
+	// It is safe for concurrent use.
+	CheckListen(ctx context.Context, key, addr string) error
+}
+
 // Sensitive is what GET /1.0 shows in place of a sealed value; a PUT that
 // sends it back leaves the value as it is.
 const Sensitive = "SENSITIVE"
@@ -356,6 +372,10 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
 			return
 		}
 	}
+	if err := h.checkListeners(r.Context(), snap, member, body.Config, merge); err != nil {
+		response.Fail(w, r, h.log, err)
+		return
+	}
 	_, err = h.committer.Do(r.Context(), id.Actor(), func(m *projections.Model) ([]events.Payload, error) {
 		return configChanges(m, member, body.Config, merge)
 	})
@@ -364,6 +384,61 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, merge bool) {
 		return
 	}
 	response.EmptySync(w)
+}
+
+// listenKeys are the keys whose value is where this host listens.
+var listenKeys = []string{KeyHTTPSAddress, acme.KeyHTTPPort}
+
+// checkListeners asks a ListenChecker host whether it can listen where a
+// request would move its listeners: the change's effect on member, if
+// member is this instance's. An invalid request is left to
+// configChanges, which says what is wrong with it.
+func (h *Handler) checkListeners(ctx context.Context, m *projections.Model, member string, req map[string]string, merge bool) error {
+	lc, ok := h.host.(ListenChecker)
+	if !ok || member != h.member {
+		return nil
+	}
+	changes, err := configChanges(m, member, maps.Clone(req), merge)
+	if err != nil {
+		return nil
+	}
+	for _, p := range changes {
+		var key, value string
+		switch e := p.(type) {
+		case events.ConfigMemberChanged:
+			key, value = e.Key, e.Value
+			if value == "" {
+				value = m.ConfigValue(key) // the member follows the shared value again
+			}
+		case events.ConfigChanged:
+			key, value = e.Key, e.Value
+		}
+		if !slices.Contains(listenKeys, key) {
+			continue
+		}
+		addr, err := listenAddress(key, value)
+		if err != nil || addr == "" {
+			continue
+		}
+		if err := lc.CheckListen(ctx, key, addr); err != nil {
+			return response.BadRequest(fmt.Sprintf("Invalid config: %s: %v", key, err))
+		}
+	}
+	return nil
+}
+
+// listenAddress is the host:port a listener key's value listens on; ""
+// for an unset acme.http.port (no listener).
+func listenAddress(key, value string) (string, error) {
+	switch {
+	case key == KeyHTTPSAddress && value == "":
+		return DefaultHTTPSAddress, nil
+	case key == KeyHTTPSAddress:
+		return NormalizeListenAddress(value)
+	case value == "":
+		return "", nil
+	}
+	return acme.ListenAddress(value)
 }
 
 // sealRequest replaces, in req, the values of sensitive keys: SENSITIVE

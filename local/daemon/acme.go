@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	stdlog "log"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -119,41 +118,63 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// listenACMEHTTP serves the HTTP-01 challenge path on plain HTTP (Incus's
-// acme.http.port): Config.ACMEHTTPAddress, else this member's
-// acme.http.port (a member-local key: it names this machine's listener);
-// "-" turns it off. A failure to bind is logged: HTTPS keeps serving.
-func (d *Daemon) listenACMEHTTP() {
-	addr := d.cfg.ACMEHTTPAddress
-	if addr == "" {
-		v := d.proj.Snapshot().MemberConfigValue(d.member, acme.KeyHTTPPort)
-		if v == "" {
-			return
+// reconcileACMEHTTP makes the plain-HTTP listener of HTTP-01 challenges
+// (Incus's acme.http.port) match Config.ACMEHTTPAddress, else this
+// member's acme.http.port (a member-local key: it names this machine's
+// listener); "-" or an unset key means none. It binds the new address (or
+// takes the listener CheckListen reserved for it) before closing the old
+// one. A failure leaves the old listener; HTTPS keeps serving challenges.
+func (d *Daemon) reconcileACMEHTTP() error {
+	want := d.cfg.ACMEHTTPAddress
+	if want == "" {
+		if v := d.proj.Snapshot().MemberConfigValue(d.member, acme.KeyHTTPPort); v != "" {
+			var err error
+			if want, err = acme.ListenAddress(v); err != nil {
+				return fmt.Errorf("%s: %w", acme.KeyHTTPPort, err)
+			}
 		}
-		var err error
-		if addr, err = acme.ListenAddress(v); err != nil {
-			d.log.Warn("acme.http.port not usable", "err", err)
-			return
+	}
+	if want == "-" {
+		want = ""
+	}
+	d.mu.Lock()
+	cur := d.acmeHTTP
+	if d.closed || (cur == nil && want == "") || (cur != nil && cur.want == want) {
+		d.mu.Unlock()
+		return nil
+	}
+	var next *httpListener
+	if want != "" {
+		ln, err := d.listen(acme.KeyHTTPPort, want)
+		if err != nil {
+			d.mu.Unlock()
+			return fmt.Errorf("%s: %w", acme.KeyHTTPPort, err)
 		}
+		h := acme.NewHandler(d.proj, d.Sync, d.log)
+		srv := &http.Server{Handler: h.ChallengeServer(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		next = &httpListener{want: want, addr: want, bound: ln.Addr().String(), srv: srv}
+		d.wg.Go(func() { _ = srv.Serve(ln) })
+		d.log.Info("ACME challenges served on plain HTTP", "address", next.bound)
 	}
-	if addr == "-" {
-		return
+	d.acmeHTTP = next
+	d.mu.Unlock()
+	if cur != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cur.srv.Shutdown(ctx)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		d.log.Warn("ACME challenge listener", "address", addr, "err", err)
-		return
-	}
-	h := acme.NewHandler(d.proj, d.Sync, d.log)
-	srv := &http.Server{Handler: h.ChallengeServer(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
-	d.acmeHTTP = srv
-	d.acmeHTTPAddr = ln.Addr().String()
-	d.wg.Go(func() { _ = srv.Serve(ln) })
-	d.log.Info("ACME challenges served on plain HTTP", "address", d.acmeHTTPAddr)
+	return nil
 }
 
 // ACMEHTTPAddr returns where the plain-HTTP challenge listener is bound, "" if none.
-func (d *Daemon) ACMEHTTPAddr() string { return d.acmeHTTPAddr }
+func (d *Daemon) ACMEHTTPAddr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.acmeHTTP == nil {
+		return ""
+	}
+	return d.acmeHTTP.bound
+}
 
 // Renewal policy.
 const (

@@ -179,8 +179,6 @@ type Daemon struct {
 	acmeMu             sync.Mutex
 	renewMu            sync.Mutex
 	acmeBackoff        time.Duration
-	acmeHTTP           *http.Server // the plain-HTTP ACME challenge listener, if any
-	acmeHTTPAddr       string
 	subscriberPassword string   // the read-only NATS user's password, with NATSListen
 	mirrorPassword     string   // the password of the user keeping the subscribers' mirror
 	dirLock            *dirLock // held from Start until Close has stopped everything
@@ -202,13 +200,18 @@ type Daemon struct {
 	addrs    atomic.Pointer[addrCache]
 	httpsGen atomic.Uint64 // moves each time d.https changes
 
-	mu     sync.Mutex
-	https  *httpsServer
-	closed bool
+	mu       sync.Mutex
+	https    *httpListener
+	acmeHTTP *httpListener           // the plain-HTTP ACME challenge listener, if any
+	reserved map[string]*reservation // listeners CheckListen bound, by key, for the move
+	closed   bool
 }
 
-type httpsServer struct {
+// httpListener is a listener serving HTTP: the HTTPS API, or the plain-HTTP
+// ACME challenge listener.
+type httpListener struct {
 	want  string // the configured address
+	addr  string // the address it listens on, normalized
 	bound string // the address actually bound
 	srv   *http.Server
 }
@@ -362,7 +365,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.reconcileHTTPS(); err != nil {
 		return nil, err
 	}
-	d.listenACMEHTTP()
+	if err := d.reconcileACMEHTTP(); err != nil {
+		d.log.Warn("ACME challenge listener not started", "err", err)
+	}
 	d.wg.Go(func() { d.followConfig(runCtx) })
 	d.wg.Go(func() { d.handler.RunSweeper(runCtx, SweepInterval) })
 	d.wg.Go(func() { crls.run(runCtx) })
@@ -467,12 +472,17 @@ func (d *Daemon) embeddedOptions() (*server.Options, []nats.Option, error) {
 
 // setHTTPSAddress records addr as this member's core.https_address unless
 // that is already its value. The address is member-local: other
-// instances sharing the log keep theirs.
+// instances sharing the log keep theirs. An address this machine cannot
+// listen on is refused before anything is recorded.
 func (d *Daemon) setHTTPSAddress(ctx context.Context, addr string) error {
-	if _, err := serverinfo.NormalizeListenAddress(addr); err != nil {
+	norm, err := serverinfo.NormalizeListenAddress(addr)
+	if err != nil {
 		return fmt.Errorf("daemon: --https-address: %w", err)
 	}
-	_, err := d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
+	if err := d.CheckListen(ctx, serverinfo.KeyHTTPSAddress, norm); err != nil {
+		return fmt.Errorf("daemon: --https-address: %w", err)
+	}
+	_, err = d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
 		if m.MemberConfigValue(d.member, serverinfo.KeyHTTPSAddress) == addr {
 			return nil, nil
 		}
@@ -521,8 +531,11 @@ func (d *Daemon) tlsConfig() *tls.Config {
 }
 
 // reconcileHTTPS makes the HTTPS listener match this member's
-// core.https_address: it binds the new address before closing the old
-// one, so a bad address leaves the API reachable where it was.
+// core.https_address: it binds the new address (or takes the listener
+// CheckListen reserved for it) before closing the old one, so an address
+// that cannot be bound leaves the API reachable where it was. A new value
+// naming the address already bound ("127.0.0.1" for 127.0.0.1:8443)
+// moves nothing.
 func (d *Daemon) reconcileHTTPS() error {
 	want := d.proj.Snapshot().MemberConfigValue(d.member, serverinfo.KeyHTTPSAddress)
 	if want == "" {
@@ -537,9 +550,13 @@ func (d *Daemon) reconcileHTTPS() error {
 	if err != nil {
 		return fmt.Errorf("daemon: core.https_address: %w", err)
 	}
-	ln, err := net.Listen("tcp", addr)
+	if d.listeningOn(serverinfo.KeyHTTPSAddress, addr) {
+		d.https.want = want
+		return nil
+	}
+	ln, err := d.listen(serverinfo.KeyHTTPSAddress, addr)
 	if err != nil {
-		return fmt.Errorf("daemon: listen on %s: %w", addr, err)
+		return fmt.Errorf("daemon: core.https_address: %w", err)
 	}
 	srv := &http.Server{
 		Handler:           bodyDeadline(d.handler, d.cfg.BodyTimeout, d.cfg.MinBodyRate),
@@ -557,7 +574,7 @@ func (d *Daemon) reconcileHTTPS() error {
 	}
 	ln = newConnLimiter(ln, d.cfg.MaxConnsPerSource, d.cfg.MaxUnauthenticatedConns, d.log)
 	old := d.https
-	d.https = &httpsServer{want: want, bound: ln.Addr().String(), srv: srv}
+	d.https = &httpListener{want: want, addr: addr, bound: ln.Addr().String(), srv: srv}
 	d.httpsGen.Add(1)
 	d.wg.Go(func() { _ = srv.ServeTLS(ln, "", "") })
 	d.log.Info("listening", "https", d.https.bound)
@@ -569,17 +586,28 @@ func (d *Daemon) reconcileHTTPS() error {
 	return nil
 }
 
-// followConfig rebinds the HTTPS listener whenever this member's
-// core.https_address changes.
+// followConfig moves the HTTPS and ACME challenge listeners whenever
+// this member's core.https_address or acme.http.port changes. A move that
+// fails is tried again on later events, and logged once per error.
 func (d *Daemon) followConfig(ctx context.Context) {
 	acmeSeen := acmeKeys(d.proj.Snapshot())
+	var httpsErr, acmeErr string
 	for {
 		seq := d.proj.Snapshot().Seq()
 		if err := d.proj.WaitFor(ctx, seq+1); err != nil {
 			return
 		}
-		if err := d.reconcileHTTPS(); err != nil {
+		if err := d.reconcileHTTPS(); err != nil && err.Error() != httpsErr {
 			d.log.Error("HTTPS listener not moved", "err", err)
+			httpsErr = err.Error()
+		} else if err == nil {
+			httpsErr = ""
+		}
+		if err := d.reconcileACMEHTTP(); err != nil && err.Error() != acmeErr {
+			d.log.Warn("ACME challenge listener not moved", "err", err)
+			acmeErr = err.Error()
+		} else if err == nil {
+			acmeErr = ""
 		}
 		d.followRotation()
 		if k := acmeKeys(d.proj.Snapshot()); k != acmeSeen {
@@ -691,11 +719,14 @@ func (d *Daemon) Close() error {
 		d.https = nil
 		d.httpsGen.Add(1)
 	}
-	d.mu.Unlock()
 	if d.acmeHTTP != nil {
-		_ = d.acmeHTTP.Shutdown(ctx)
+		_ = d.acmeHTTP.srv.Shutdown(ctx)
 		d.acmeHTTP = nil
 	}
+	for key := range d.reserved {
+		d.dropReserved(key)
+	}
+	d.mu.Unlock()
 	if d.unix != nil {
 		_ = d.unix.Shutdown(ctx)
 		d.unix = nil
