@@ -215,12 +215,28 @@ func renewalDue(s acme.Settings, leaf *x509.Certificate, fromACME bool, now time
 // is given: an admin asked), recording the steps as events: scheduled
 // (which also tells the other instances one is under way), then succeeded
 // or failed with the next attempt, backing off from 1 minute to a day.
+//
+// An incomplete configuration (no domain, terms not agreed: the keys are
+// being set one by one) is not a CA failure: a scheduled check does
+// nothing, records nothing and leaves the back-off alone, and the change
+// that completes the configuration starts an attempt at once; an admin's
+// request is answered 400. The back-off is for the CA: it counts the
+// failures of one configuration, and a change of the acme.* settings since
+// this instance's last failure is a new request, tried at once.
 func (d *Daemon) CheckRenewal(ctx context.Context, reason string) error {
 	d.renewMu.Lock() // one renewal at a time on this instance
 	defer d.renewMu.Unlock()
 	now := d.cfg.Now()
 	m := d.proj.Snapshot()
 	s := acme.SettingsOf(m)
+	if err := s.Check(); err != nil {
+		if reason == "" {
+			return nil // nothing to ask the CA yet
+		}
+		// Asked for a renewal the configuration cannot give: the asker's to fix.
+		return response.BadRequest("ACME is not configured: " + err.Error())
+	}
+	settings := d.acmeKeys(m)
 	if reason == "" {
 		leaf := d.cert.cur.Load().pair.Leaf
 		sc := m.ServerCertificate()
@@ -235,12 +251,9 @@ func (d *Daemon) CheckRenewal(ctx context.Context, reason string) error {
 			}
 			reason = "the CA's renewal information suggests it"
 		}
-		if r := m.LastRenewal(); r != nil && r.Outcome == events.RenewalFailed && now.Before(r.NextAttempt) {
-			return nil // backing off
+		if d.backingOff(m.LastRenewal(), settings, now) {
+			return nil
 		}
-	} else if err := s.Check(); err != nil {
-		// Asked for a renewal the configuration cannot give: the asker's to fix.
-		return response.BadRequest("ACME is not configured: " + err.Error())
 	}
 	ours := false
 	_, err := d.sys.Do(ctx, systemActor, func(m *projections.Model) ([]events.Payload, error) {
@@ -257,10 +270,14 @@ func (d *Daemon) CheckRenewal(ctx context.Context, reason string) error {
 	step := events.ACMERenewal{Outcome: events.RenewalSucceeded, Domains: s.Domains, Instance: d.source}
 	d.acmeMu.Lock()
 	if renewErr != nil {
+		if settings != d.acmeFailedFor {
+			d.acmeBackoff = 0 // the first failure of these settings
+		}
 		d.acmeBackoff = min(max(2*d.acmeBackoff, acmeFirstBackoff), acmeMaxBackoff)
 		step.Outcome, step.Error, step.NextAttempt = events.RenewalFailed, renewErr.Error(), now.Add(d.acmeBackoff).UTC()
+		d.acmeFailedFor, d.acmeFailedNext = settings, step.NextAttempt
 	} else {
-		d.acmeBackoff = 0
+		d.acmeBackoff, d.acmeFailedFor, d.acmeFailedNext = 0, "", time.Time{}
 	}
 	d.acmeMu.Unlock()
 	if _, err := d.sys.Do(ctx, systemActor, func(*projections.Model) ([]events.Payload, error) {
@@ -274,32 +291,57 @@ func (d *Daemon) CheckRenewal(ctx context.Context, reason string) error {
 	return renewErr
 }
 
-// runACME checks for renewal every interval and whenever an acme.* key
-// changes, until ctx ends.
+// backingOff reports whether the last renewal step r is a failure whose
+// back-off has not ended at now, for the settings now in force: a failure
+// of this instance's with other settings does not hold a new
+// configuration back. (Another instance's failure does: that instance
+// retries the new settings itself.)
+func (d *Daemon) backingOff(r *projections.Renewal, settings string, now time.Time) bool {
+	if r == nil || r.Outcome != events.RenewalFailed || !now.Before(r.NextAttempt) {
+		return false
+	}
+	d.acmeMu.Lock()
+	defer d.acmeMu.Unlock()
+	return !r.NextAttempt.Equal(d.acmeFailedNext) || settings == d.acmeFailedFor
+}
+
+// runACME checks for renewal at start, every interval, whenever an acme.*
+// setting changes, and when the back-off of this instance's last failure
+// ends, until ctx ends.
 func (d *Daemon) runACME(ctx context.Context) {
 	tick := time.NewTicker(d.cfg.ACMECheckInterval)
 	defer tick.Stop()
+	retry := time.NewTimer(0) // the first check, at start
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		case <-d.acmeChanged:
+		case <-retry.C:
 		}
 		if err := d.CheckRenewal(ctx, ""); err != nil && ctx.Err() == nil {
 			d.log.Debug("ACME check", "err", err)
 		}
+		d.acmeMu.Lock()
+		next := d.acmeFailedNext
+		d.acmeMu.Unlock()
+		if wait := next.Sub(d.cfg.Now()); !next.IsZero() && wait > 0 {
+			retry.Reset(wait)
+		}
 	}
 }
 
-// acmeKeys fingerprints the acme.* settings, to notice changes.
-func acmeKeys(m *projections.Model) string {
+// acmeKeys fingerprints the settings an ACME order depends on (this
+// member's acme.http.port among them), to notice changes.
+func (d *Daemon) acmeKeys(m *projections.Model) string {
 	var b []byte
-	for _, k := range []string{acme.KeyDomain, acme.KeyEmail, acme.KeyAgreeTOS, acme.KeyCAURL, acme.KeyChallenge} {
+	for _, k := range []string{acme.KeyDomain, acme.KeyEmail, acme.KeyAgreeTOS, acme.KeyCAURL, acme.KeyChallenge, acme.KeyEABKID, acme.KeyEABHMAC} {
 		b = append(b, m.ConfigValue(k)...)
 		b = append(b, 0)
 	}
-	return string(b)
+	return string(append(b, m.MemberConfigValue(d.member, acme.KeyHTTPPort)...))
 }
 
 // followRotation switches the served certificate when the log records a

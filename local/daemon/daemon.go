@@ -179,9 +179,11 @@ type Daemon struct {
 	acmeMu             sync.Mutex
 	renewMu            sync.Mutex
 	acmeBackoff        time.Duration
-	subscriberPassword string   // the read-only NATS user's password, with NATSListen
-	mirrorPassword     string   // the password of the user keeping the subscribers' mirror
-	dirLock            *dirLock // held from Start until Close has stopped everything
+	acmeFailedFor      string    // the acme.* settings of this instance's last failed renewal
+	acmeFailedNext     time.Time // and when that failure's back-off ends
+	subscriberPassword string    // the read-only NATS user's password, with NATSListen
+	mirrorPassword     string    // the password of the user keeping the subscribers' mirror
+	dirLock            *dirLock  // held from Start until Close has stopped everything
 	cfg                Config
 	log                *slog.Logger
 	cert               servedCert
@@ -590,7 +592,7 @@ func (d *Daemon) reconcileHTTPS() error {
 // this member's core.https_address or acme.http.port changes. A move that
 // fails is tried again on later events, and logged once per error.
 func (d *Daemon) followConfig(ctx context.Context) {
-	acmeSeen := acmeKeys(d.proj.Snapshot())
+	acmeSeen := d.acmeKeys(d.proj.Snapshot())
 	var httpsErr, acmeErr string
 	for {
 		seq := d.proj.Snapshot().Seq()
@@ -610,7 +612,7 @@ func (d *Daemon) followConfig(ctx context.Context) {
 			acmeErr = ""
 		}
 		d.followRotation()
-		if k := acmeKeys(d.proj.Snapshot()); k != acmeSeen {
+		if k := d.acmeKeys(d.proj.Snapshot()); k != acmeSeen {
 			acmeSeen = k
 			select {
 			case d.acmeChanged <- struct{}{}:

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,14 +69,18 @@ func startPebble(t *testing.T, httpPort int) pebbleCA {
 // CA (pebble, in process, validating real HTTP-01 against Trustlog's own
 // handler): the challenge answer A records is served by instance B, the
 // new certificate is served at once without a restart, curl verifies it
-// with the CA's root, and bad settings leave the old certificate served.
+// with the CA's root, and bad settings leave the old certificate served;
+// a failure backs off until the settings change.
 func TestACMEIssuance(t *testing.T) {
 	t.Parallel()
 	ns := natstest.RunServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", NATSURL: ns.ClientURL(), ACMEHTTPAddress: "127.0.0.1:0", Logger: quiet})
+	// B only answers challenges: its own renewals (the two share a source
+	// name, being on one host) would race A's steps below.
+	b, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", NATSURL: ns.ClientURL(), ACMEHTTPAddress: "127.0.0.1:0",
+		Logger: quiet, ACMECheckInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +231,12 @@ func TestACMEIssuance(t *testing.T) {
 	if err := ad.CheckRenewal(ctx, ""); err != nil || *ad.Model().LastRenewal() != *r {
 		t.Errorf("a check during the back-off tried again (%v, last step %+v)", err, ad.Model().LastRenewal())
 	}
+	// Changed settings are a new request: the back-off of the old ones
+	// does not hold them back.
+	a.configure(t, map[string]string{"acme.ca_url": pebble.dirURL})
+	if err := ad.CheckRenewal(ctx, ""); err != nil || ad.Fingerprint() == renewed {
+		t.Errorf("a check after the settings changed: %v, certificate renewed %v (last step %+v)", err, ad.Fingerprint() != renewed, ad.Model().LastRenewal())
+	}
 	// The unix socket keeps working whatever ACME does (break glass).
 	if code, _ := a.call(t, "GET", "/1.0/certificates", nil); code != 200 {
 		t.Errorf("unix socket after ACME failures: %d", code)
@@ -270,6 +282,105 @@ func TestACMEAutomatic(t *testing.T) {
 			t.Fatalf("last renewal step: %+v", r)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// docsConfigureSteps returns the `trustlog config set` lines of the
+// "Configure" block of docs/acme.md, in order, as key and value.
+func docsConfigureSteps(t *testing.T) [][2]string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "acme.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(raw), "## Configure\n")
+	_, block, _ := strings.Cut(section, "```sh\n")
+	block, _, _ = strings.Cut(block, "```")
+	var steps [][2]string
+	for _, line := range strings.Split(block, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 5 || f[0] != "trustlog" || f[1] != "config" || f[2] != "set" {
+			t.Fatalf("docs/acme.md: not a config set line: %q", line)
+		}
+		steps = append(steps, [2]string{f[3], f[4]})
+	}
+	if len(steps) < 3 {
+		t.Fatalf("docs/acme.md: %d config set lines in the Configure block", len(steps))
+	}
+	return steps
+}
+
+// TestACMEKeyByKey: setting the acme.* keys one by one with the CLI, in
+// docs/acme.md's order (and in the reverse order), gives a certificate
+// within seconds: the incomplete configurations on the way ask the CA
+// nothing and start no back-off, and the change that completes the
+// configuration starts an attempt at once.
+func TestACMEKeyByKey(t *testing.T) {
+	t.Parallel()
+	docs := docsConfigureSteps(t)
+	reversed := slices.Clone(docs)
+	slices.Reverse(reversed)
+	for _, tc := range []struct {
+		name  string
+		steps [][2]string
+	}{{"ok/docs order", docs}, {"ok/reverse order", reversed}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			challenge := ln.Addr().String() // acme.http.port, where pebble validates
+			ln.Close()
+			_, port, _ := net.SplitHostPort(challenge)
+			httpPort, _ := strconv.Atoi(port)
+			pebble := startPebble(t, httpPort)
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			d, err := daemon.Start(ctx, daemon.Config{Dir: t.TempDir(), HTTPSAddress: "127.0.0.1:0", ACMEHTTPClient: pebble.client, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.Close() })
+			s := newServer(t, d, nil)
+			cli := cliEnv{conf: t.TempDir(), s: s}
+			old := d.Fingerprint()
+			values := map[string]string{"acme.domain": "localhost", "acme.ca_url": pebble.dirURL, "acme.http.port": challenge}
+			for _, step := range tc.steps {
+				value, ok := values[step[0]]
+				if !ok {
+					value = step[1]
+				}
+				if out, errOut, err := cli.run(t, "config", "set", step[0], value); err != nil {
+					t.Fatalf("config set %s %s: %v\n%s%s", step[0], value, err, out, errOut)
+				}
+			}
+			for d.Fingerprint() == old {
+				select {
+				case <-ctx.Done():
+					t.Fatalf("no certificate 60 s after the keys were set one by one; last step %+v", d.Model().LastRenewal())
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			// Nothing failed on the way: an incomplete configuration is
+			// not a CA failure.
+			recs, err := d.Store().Read(ctx, 1, s.lastSeq(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rec := range recs {
+				env, _ := events.Decode(rec.Raw)
+				if p, err := env.Payload(); err == nil {
+					if r, ok := p.(*events.ACMERenewal); ok && r.Outcome == events.RenewalFailed {
+						t.Errorf("renewal step %d failed: %s", rec.Seq, r.Error)
+					}
+				}
+			}
+		})
 	}
 }
 
