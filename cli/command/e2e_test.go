@@ -322,7 +322,7 @@ func TestGetClientToken(t *testing.T) {
 	admin := cliEnv{conf: filepath.Join(t.TempDir(), "admin"), data: data}
 	user := cliEnv{conf: filepath.Join(t.TempDir(), "user"), data: t.TempDir()}
 	user.mustRun(t, "", "remote", "add", "s", strings.TrimSpace(admin.mustRun(t, "", "config", "trust", "add", "--name", "jwt", "-q")))
-	jwt := strings.TrimSpace(user.mustRun(t, "", "remote", "get-client-token", "10m"))
+	jwt := strings.TrimSpace(user.mustRun(t, "", "remote", "get-client-token", "10M"))
 	if _, _, err := user.run(t, "", "remote", "get-client-token", "soon"); err == nil {
 		t.Error("bad duration accepted")
 	}

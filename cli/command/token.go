@@ -16,27 +16,36 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trustlog/trustlog/cli/client"
+	"github.com/trustlog/trustlog/functions/expiry"
 )
 
 func (e *env) remoteClientTokenCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "get-client-token <duration>",
-		Short: "Print a JWT signed by the client key, valid for duration (Go syntax: 30m, 12h)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "get-client-token <expiry>",
+		Short: "Print a JWT signed by the client key, valid for expiry (as core.remote_token_expiry: 30M, 12H, 1d)",
+		Long: `Print a JWT signed by the client key, valid for expiry.
+
+The expiry takes the syntax of core.remote_token_expiry, as LXD and Incus
+write it: space-separated terms of a number and a unit, ` + expiry.Units + `.
+Units are case-sensitive: "30M" is thirty minutes, "30m" thirty months.
+The instant the token expires is printed on stderr.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := time.ParseDuration(args[0])
-			if err != nil || d <= 0 {
-				return fmt.Errorf("Invalid duration %q", args[0])
+			now := time.Now()
+			until, err := expiry.Parse(args[0], now)
+			if err != nil {
+				return err
 			}
 			pair, err := e.conf.ClientCertificate(e.stderr)
 			if err != nil {
 				return err
 			}
-			tok, err := ClientJWT(pair.PrivateKey.(crypto.Signer), client.Fingerprint(pair.Leaf), time.Now(), d)
+			tok, err := ClientJWT(pair.PrivateKey.(crypto.Signer), client.Fingerprint(pair.Leaf), now, until.Sub(now))
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(e.stdout, tok)
+			fmt.Fprintf(e.stderr, "Token valid until %s\n", until.UTC().Format(time.RFC3339))
 			return nil
 		},
 	}
