@@ -490,6 +490,16 @@ func (h *Handler) target(m *projections.Model, target string) (string, error) {
 // is one), any other key a ConfigChanged.
 func configChanges(m *projections.Model, member string, req map[string]string, merge bool) ([]events.Payload, error) {
 	cur := m.MemberConfig(member)
+	for k := range req {
+		// A key named in the request is refused when this server does not
+		// know it, even to unset it (as LXD), unless the configuration
+		// holds it already (recorded by a newer version, say).
+		if _, held := cur[k]; !held {
+			if err := ValidateKey(k, ""); err != nil {
+				return nil, response.BadRequest(fmt.Sprintf("Invalid config: %v", err))
+			}
+		}
+	}
 	next := map[string]string{}
 	if merge {
 		maps.Copy(next, cur)
