@@ -77,7 +77,7 @@ func lambdaDirs(t *testing.T) []string {
 // routes are the API paths each function must receive (method ANY unless
 // given), from functions/service.
 var routes = map[string][]string{
-	"server":       {"GET /", "GET /1.0", "PUT /1.0", "PATCH /1.0"},
+	"server":       {"GET /", "GET /1.0", "PUT /1.0", "PATCH /1.0", "GET /1.0/metadata/configuration"},
 	"certificates": {"ANY /1.0/certificates", "ANY /1.0/certificates/{fingerprint}"},
 	"operations":   {"ANY /1.0/operations", "ANY /1.0/operations/{id}"},
 	"pki":          {"ANY /1.0/trustlog/pki/{proxy+}"},

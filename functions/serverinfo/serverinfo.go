@@ -43,6 +43,7 @@ var Extensions = []string{
 	"oidc_groups_claim",
 	"oidc_scopes",
 	pki.Extension,
+	metadataExtension,
 }
 
 // Host is what the serving host knows about itself. Implementations must be
@@ -215,6 +216,7 @@ func (h *Handler) Routes() []gate.Route {
 		{Method: "GET", Path: "/1.0/{$}", Untrusted: true, Ungranted: true, Handler: http.HandlerFunc(h.get)},
 		{Method: "PUT", Path: "/1.0", Admin: true, NotAdmin: errRestricted, MaxBody: maxConfigBody, Handler: http.HandlerFunc(h.put)},
 		{Method: "PATCH", Path: "/1.0", Admin: true, NotAdmin: errRestricted, MaxBody: maxConfigBody, Handler: http.HandlerFunc(h.patch)},
+		metadataRoute,
 	}
 }
 

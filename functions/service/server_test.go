@@ -588,6 +588,7 @@ func TestGolden(t *testing.T) {
 		{name: "certificates.json", c: admin, method: "GET", path: "/1.0/certificates"},
 		{name: "certificates_recursion1.json", c: admin, method: "GET", path: "/1.0/certificates?recursion=1&filter="},
 		{name: "error_forbidden.json", c: s.client(t, nil), method: "GET", path: "/1.0/certificates"},
+		{name: "metadata_configuration.json", c: s.client(t, nil), method: "GET", path: "/1.0/metadata/configuration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rep := s.call(t, tc.c, tc.method, tc.path, nil)

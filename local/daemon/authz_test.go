@@ -63,6 +63,7 @@ GET /1.0/trustlog/pki/crl       403       200   200        403     403     200  
 PUT /1.0/trustlog/pki/crl       403       200   403        403     403     200        403
 GET /1.0/metrics                403       200   200        200     403     200        403
 GET /1.0/                       200       200   200        200     200     200        200
+GET /1.0/metadata/configuration 200       200   200        200     200     200        200
 GET /.well-known/acme-challenge/{token} 404 404 404      404     404     404        404
 POST /1.0/trustlog/acme/renew   403       400   403        403     403     400        403
 GET /1.0/events                 403       400   400        403     403     400        403
