@@ -78,7 +78,7 @@ func TestEditsSendETag(t *testing.T) {
 		{Method: "GET", Path: "/1.0"},
 		{Method: "PUT", Path: "/1.0", IfMatch: `"server-etag"`, Body: `{"config":{"user.drop":"2","user.keep":"1","user.new":"3"}}`},
 		{Method: "GET", Path: "/1.0"},
-		{Method: "PUT", Path: "/1.0", IfMatch: `"server-etag"`, Body: `{"config":{"user.keep":"1"}}`},
+		{Method: "PUT", Path: "/1.0", IfMatch: `"server-etag"`, Body: `{"config":{"user.drop":"","user.keep":"1"}}`},
 		{Method: "GET", Path: "/1.0/certificates/abcdef"},
 		{Method: "PUT", Path: "/1.0/certificates/abcdef0123456789", IfMatch: `"cert-etag"`,
 			Body: `{"name":"new","type":"client","restricted":true,"projects":["web"],"certificate":"PEM","description":"edited"}`},

@@ -2,14 +2,17 @@ package command
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/trustlog/trustlog/cli/client"
 	"github.com/trustlog/trustlog/functions/api"
 )
 
@@ -151,8 +154,10 @@ func (e *env) configUnsetCmd() *cobra.Command {
 			if len(args) != 1 {
 				return fmt.Errorf("Missing key")
 			}
+			// As incus: the key is sent with an empty value, so the server
+			// validates it (an unknown key is refused, as by set).
 			return e.updateConfig(cmd, remote, func(cfg map[string]string) error {
-				delete(cfg, args[0])
+				cfg[args[0]] = ""
 				return nil
 			})
 		},
@@ -180,7 +185,13 @@ func (e *env) configGetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(e.stdout, srv.Config[args[0]])
+			value, set := srv.Config[args[0]]
+			if !set {
+				if err := checkKnownKey(cmd.Context(), c, srv, args[0]); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintln(e.stdout, value)
 			return nil
 		},
 	}
@@ -208,3 +219,28 @@ func (e *env) configShowCmd() *cobra.Command {
 		},
 	}
 }
+
+// checkKnownKey refuses a key the server does not know, with the text of
+// the server's own refusal of `config set`: GET /1.0 shows only the keys
+// that have a value, so the server's list of keys
+// (GET /1.0/metadata/configuration) tells an unknown key from an unset
+// one. user.* keys are free-form. A server without the list is trusted.
+func checkKnownKey(ctx context.Context, c *client.Client, srv api.Server, key string) error {
+	if strings.HasPrefix(key, "user.") && len(key) > len("user.") {
+		return nil
+	}
+	if !slices.Contains(srv.APIExtensions, metadataExtension) {
+		return nil
+	}
+	var meta api.MetadataConfiguration
+	if _, err := c.Get(ctx, "/1.0/metadata/configuration", &meta); err != nil {
+		return err
+	}
+	if !slices.Contains(meta.ServerKeys(), key) {
+		return fmt.Errorf("Invalid config: unknown configuration key %q", key)
+	}
+	return nil
+}
+
+// metadataExtension is the API extension of GET /1.0/metadata/configuration.
+const metadataExtension = "metadata_configuration"
