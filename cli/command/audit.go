@@ -82,9 +82,10 @@ func (e *env) auditHistoryCmd() *cobra.Command {
 			}
 			rows := make([][]string, 0, len(hist))
 			for _, h := range hist {
-				rows = append(rows, []string{fmt.Sprint(h.Seq), h.Time.UTC().Format(time.RFC3339), h.Action, h.Actor.Username, h.Actor.Protocol, h.Actor.Address})
+				rows = append(rows, []string{fmt.Sprint(h.Seq), h.Time.UTC().Format(time.RFC3339), shortType(h.Type), h.Action,
+					h.Actor.Username, h.Actor.Protocol, h.Actor.Address})
 			}
-			return renderList(e.stdout, format, []string{"SEQ", "TIME", "ACTION", "ACTOR", "METHOD", "ADDRESS"}, rows, hist)
+			return renderList(e.stdout, format, []string{"SEQ", "TIME", "TYPE", "ACTION", "ACTOR", "METHOD", "ADDRESS"}, rows, hist)
 		},
 	}
 	formatFlag(cmd, &format)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +36,8 @@ func (e *env) monitorCmd() *cobra.Command {
 
 --since starts from an event sequence number or an RFC 3339 time instead of now;
 --type keeps only some event types (full, such as trustlog.certificate.trusted.v1,
-or short, such as certificate.trusted; comma-separated). The stream ends when
+as monitor and audit history print them, such as certificate.trusted.v1, or
+short, such as certificate.trusted; comma-separated). The stream ends when
 interrupted, or when the server stops trusting the caller.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,7 +55,7 @@ interrupted, or when the server stops trusting the caller.`,
 				q.Set("since", since)
 			}
 			if types != "" {
-				q.Set("type", types)
+				q.Set("type", fullTypes(types))
 			}
 			path := "/1.0/trustlog/events"
 			if len(q) > 0 {
@@ -104,20 +107,30 @@ interrupted, or when the server stops trusting the caller.`,
 }
 
 // printEvent writes one stored event: pretty is one line, json the
-// envelope as stored, yaml the envelope's attributes and data.
+// sequence and the envelope as stored ({"seq":N,"event":{...}}, one line
+// each), yaml the sequence, the envelope's attributes and data.
 func (e *env) printEvent(format, seq, data string) error {
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if err != nil {
+		return fmt.Errorf("the server sent an event without a sequence number (id %q)", seq)
+	}
 	if format == formatJSON {
-		fmt.Fprintln(e.stdout, data)
+		if !json.Valid([]byte(data)) {
+			return fmt.Errorf("event %d: not JSON", n)
+		}
+		// Built by hand so that the envelope stays byte for byte as stored
+		// (its hash is the next event's prevhash).
+		fmt.Fprintf(e.stdout, "{\"seq\":%d,\"event\":%s}\n", n, data)
 		return nil
 	}
 	var ev storedEvent
 	if err := json.Unmarshal([]byte(data), &ev); err != nil {
-		return fmt.Errorf("event %s: %w", seq, err)
+		return fmt.Errorf("event %d: %w", n, err)
 	}
 	if format == formatYAML {
 		var payload any
 		_ = json.Unmarshal(ev.Data, &payload)
-		doc := map[string]any{"seq": seq, "event": ev, "data": payload}
+		doc := map[string]any{"seq": n, "event": ev, "data": payload}
 		out, err := yaml.Marshal(doc)
 		if err != nil {
 			return err
@@ -133,6 +146,29 @@ func (e *env) printEvent(format, seq, data string) error {
 		}
 		actor += ")"
 	}
-	fmt.Fprintf(e.stdout, "%s  %s  %-34s %s  by %s\n", seq, ev.Time.UTC().Format(time.RFC3339), strings.TrimPrefix(ev.Type, "trustlog."), ev.Subject, actor)
+	fmt.Fprintf(e.stdout, "%d  %s  %-34s %s  by %s\n", n, ev.Time.UTC().Format(time.RFC3339), shortType(ev.Type), ev.Subject, actor)
 	return nil
 }
+
+// versioned matches a type as shortType prints it: it ends in a version.
+var versioned = regexp.MustCompile(`^[a-z0-9_.]+\.v[0-9]+$`)
+
+// fullTypes turns the types of --type that are written as shortType prints
+// them (certificate.trusted.v1) into full types, which the server takes;
+// it takes the others (full, or short without a version) as they are.
+func fullTypes(types string) string {
+	list := strings.Split(types, ",")
+	for i, t := range list {
+		t = strings.TrimSpace(t)
+		if !strings.HasPrefix(t, "trustlog.") && versioned.MatchString(t) {
+			t = "trustlog." + t
+		}
+		list[i] = t
+	}
+	return strings.Join(list, ",")
+}
+
+// shortType is how monitor and audit history name an event type: without
+// the "trustlog." prefix every type shares (certificate.trusted.v1), a
+// name `monitor --type` accepts.
+func shortType(t string) string { return strings.TrimPrefix(t, "trustlog.") }
