@@ -29,11 +29,18 @@ func TestRemoteAddPrompt(t *testing.T) {
 		{name: "ok/spaces around y", answer: "  y  "},
 		{name: "fail/n", answer: "n", wantErr: "Server certificate NACKed by user"},
 		{name: "fail/empty", answer: "", wantErr: "Server certificate NACKed by user"},
-		{name: "fail/other words", answer: "maybe", wantErr: "Server certificate NACKed by user"},
-		{name: "fail/fingerprint in capitals", answer: strings.ToUpper(fp),
-			wantErr: "The provided fingerprint does not match the server certificate fingerprint"},
+		{name: "ok/fingerprint in capitals", answer: strings.ToUpper(fp)},
+		{name: "ok/fingerprint as openssl prints it", answer: opensslFingerprint(fp)},
+		{name: "fail/no", answer: "no", wantErr: "Server certificate NACKed by user"},
+		{name: "fail/other words", answer: "maybe", wantErr: `Invalid answer "maybe": type y, n or the server certificate fingerprint`},
 		{name: "fail/another fingerprint", answer: strings.Repeat("0", 64),
-			wantErr: "The provided fingerprint does not match the server certificate fingerprint"},
+			wantErr: "The provided fingerprint does not match the server certificate fingerprint: you typed " + strings.Repeat("0", 64) +
+				", the server presents " + fp},
+		{name: "fail/short fingerprint", answer: fp[:12],
+			wantErr: "The provided fingerprint does not match the server certificate fingerprint: " + fp[:12] +
+				" is only its first 12 digits; type all 64, or y"},
+		{name: "fail/another short fingerprint", answer: "0123456789ab",
+			wantErr: "The provided fingerprint does not match the server certificate fingerprint: you typed 0123456789ab, the server presents " + fp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -147,4 +154,14 @@ func TestRemoteAddPublic(t *testing.T) {
 	if list := user.mustRun(t, "", "remote", "list", "-f", "csv"); !strings.Contains(list, "pub,https://"+d.HTTPSAddr()+",incus,none,YES,NO,NO\n") {
 		t.Errorf("remote list:\n%s", list)
 	}
+}
+
+// opensslFingerprint writes fp as `openssl x509 -fingerprint -sha256`
+// does: uppercase pairs joined by colons.
+func opensslFingerprint(fp string) string {
+	var pairs []string
+	for i := 0; i+1 < len(fp); i += 2 {
+		pairs = append(pairs, strings.ToUpper(fp[i:i+2]))
+	}
+	return strings.Join(pairs, ":")
 }

@@ -252,13 +252,34 @@ func (e *env) acceptCertificate(presented *x509.Certificate, addr, token string,
 	if err != nil {
 		return err
 	}
+	return judgeAnswer(answer, fp)
+}
+
+// judgeAnswer reads the answer to the certificate prompt: y (or yes)
+// accepts; so does the fingerprint, in any case and with or without
+// colons (as openssl prints it); n or nothing refuses. Another fingerprint,
+// or a part of this one, is refused as not matching, and anything else
+// as not an answer.
+func judgeAnswer(answer, fp string) error {
+	lower := strings.ToLower(answer)
+	typed := strings.NewReplacer(":", "", " ", "").Replace(lower)
 	switch {
-	case strings.HasPrefix(strings.ToLower(answer), "y"), answer == fp:
+	case strings.HasPrefix(lower, "y"), typed == fp:
 		return nil
-	case len(answer) == len(fp):
-		return errors.New("The provided fingerprint does not match the server certificate fingerprint")
+	case lower == "" || lower == "n" || lower == "no":
+		return errors.New("Server certificate NACKed by user")
+	case isHex(typed) && strings.HasPrefix(fp, typed):
+		return fmt.Errorf("The provided fingerprint does not match the server certificate fingerprint: %s is only its first %d digits; type all %d, or y",
+			typed, len(typed), len(fp))
+	case isHex(typed):
+		return fmt.Errorf("The provided fingerprint does not match the server certificate fingerprint: you typed %s, the server presents %s", typed, fp)
 	}
-	return errors.New("Server certificate NACKed by user")
+	return fmt.Errorf("Invalid answer %q: type y, n or the server certificate fingerprint", answer)
+}
+
+// isHex reports whether s is a non-empty string of lowercase hex digits.
+func isHex(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 // fingerprintMismatch is the error for a server whose certificate is not
