@@ -112,6 +112,9 @@ func (e *env) remoteAddCmd() *cobra.Command {
 // addByAddress is `remote add <name> <address>`: verify or pin the server
 // certificate, then make sure the server trusts this client.
 func (e *env) addByAddress(ctx context.Context, name, addr, token, authType string, accept, public bool) error {
+	if looksLikeToken(addr) {
+		return fmt.Errorf("%q is no address, and does not decode as a trust token: %s", shorten(addr), tokenHint)
+	}
 	addr, err := NormalizeAddr(addr)
 	if err != nil {
 		return err
@@ -295,7 +298,7 @@ func (e *env) trustWith(ctx context.Context, c *client.Client, name, token strin
 		return errors.New("A trust token is needed: ask the server's administrator for one (trustlog config trust add --name <client>)")
 	}
 	if _, err := c.Do(ctx, http.MethodPost, "/1.0/certificates", api.CertificatesPost{Type: "client", TrustToken: token}, ""); err != nil {
-		return fmt.Errorf("Failed to create certificate: %w", err)
+		return fmt.Errorf("Failed to create certificate: %w", explainRedeem(err))
 	}
 	srv, _, err := c.Server(ctx)
 	if err != nil {
@@ -306,6 +309,44 @@ func (e *env) trustWith(ctx context.Context, c *client.Client, name, token strin
 	}
 	fmt.Fprintf(e.stdout, "Client certificate now trusted by server: %s\n", name)
 	return nil
+}
+
+// tokenHint says what to do about a trust token the server will not take.
+const tokenHint = "the trust token is invalid or already used: ask the administrator for a new token"
+
+// explainRedeem adds what to do to the server's refusal of a trust token,
+// keeping its words (and the *client.Error, for errors.As): a token that
+// does not decode ("not authorized") or that no pending token matches is
+// invalid or spent, an expired one is too late; either way the fix is a
+// new token.
+func explainRedeem(err error) error {
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusForbidden {
+		return err
+	}
+	switch apiErr.Message {
+	case "not authorized", "No matching certificate add operation found":
+		return fmt.Errorf("%w: %s", err, tokenHint)
+	case "Token has expired":
+		return fmt.Errorf("%w: ask the administrator for a new token", err)
+	}
+	return err
+}
+
+// looksLikeToken reports whether s, given where an address or a token
+// goes, is meant as a token: longer than a host name label can be, in the
+// base64 alphabet, with none of the dots, colons or slashes of an address.
+func looksLikeToken(s string) bool {
+	return len(s) > 63 && !strings.ContainsAny(s, ".:/") &&
+		strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-") == ""
+}
+
+// shorten cuts a long argument for an error message.
+func shorten(s string) string {
+	if len(s) > 24 {
+		return s[:20] + "..."
+	}
+	return s
 }
 
 // addWithToken is `remote add <name> <token>`: try every address of the
