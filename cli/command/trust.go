@@ -2,6 +2,7 @@ package command
 
 import (
 	"cmp"
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -31,21 +32,61 @@ func (e *env) trustCmd() *cobra.Command {
 	return cmd
 }
 
-// readCertFile reads a PEM (or DER) certificate file.
+// readCertFile reads a PEM (or DER) certificate file. A file that holds a
+// private key instead is refused as such (and the key is never sent); one
+// that holds both gives its certificate.
 func readCertFile(path string) (*x509.Certificate, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	der := raw
-	if b, _ := pem.Decode(raw); b != nil {
-		der = b.Bytes
+	der, sawKey := raw, false
+	for rest := raw; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			der, sawKey = b.Bytes, false
+			break
+		}
+		der = nil
+		sawKey = sawKey || strings.HasSuffix(b.Type, "PRIVATE KEY")
+	}
+	if sawKey || (der != nil && isPrivateKeyDER(der)) {
+		return nil, fmt.Errorf("%s is a private key, not a certificate: give the certificate file (such as client.crt, "+
+			"or the output of `trustlog remote get-client-certificate`), and keep the key private", path)
 	}
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a certificate: %w", path, err)
 	}
 	return c, nil
+}
+
+// isPrivateKeyDER reports whether der parses as a private key.
+func isPrivateKeyDER(der []byte) bool {
+	if _, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		return true
+	}
+	if _, err := x509.ParseECPrivateKey(der); err == nil {
+		return true
+	}
+	_, err := x509.ParsePKCS1PrivateKey(der)
+	return err == nil
+}
+
+// certTypes are the types of trust entries.
+var certTypes = []string{"client", "metrics"}
+
+// checkCertType refuses a --type that is no trust entry type, naming the
+// valid ones.
+func checkCertType(typ string) error {
+	if slices.Contains(certTypes, typ) {
+		return nil
+	}
+	return fmt.Errorf("Invalid certificate type %q: valid types are %s (full access is a client certificate without --restricted)",
+		typ, strings.Join(certTypes, " and "))
 }
 
 func (e *env) trustAddCmd() *cobra.Command {
@@ -62,6 +103,9 @@ func (e *env) trustAddCmd() *cobra.Command {
 			}
 			if projects != "" && !restricted {
 				return errors.New("--projects can only be used with --restricted")
+			}
+			if err := checkCertType(typ); err != nil {
+				return err
 			}
 			req := api.CertificatesPost{Name: name, Type: typ, Restricted: restricted, Projects: []string{}, Description: description}
 			if projects != "" {
@@ -274,14 +318,47 @@ func (e *env) fingerprintArgs(args []string) (string, string, error) {
 	return remote, rest[0], nil
 }
 
-// certificateClient parses "[<remote>:] <fingerprint>" and connects.
+// certificateClient parses "[<remote>:] <fingerprint>" and connects. What
+// cannot be a fingerprint (or a prefix of one) is refused, with the
+// fingerprint of the entry it names if it is a name.
 func (e *env) certificateClient(args []string) (*client.Client, string, error) {
 	remote, fp, err := e.fingerprintArgs(args)
 	if err != nil {
 		return nil, "", err
 	}
 	c, err := e.connect(remote)
-	return c, fp, err
+	if err != nil {
+		return nil, "", err
+	}
+	// A fingerprint as openssl prints it (AB:CD:...) is one too.
+	if hex := strings.ToLower(strings.ReplaceAll(fp, ":", "")); isHex(hex) {
+		return c, hex, nil
+	}
+	return nil, "", notAFingerprint(e.ctx, c, fp)
+}
+
+// notAFingerprint is the error for a name (or anything else) given where
+// a fingerprint goes: it names the fingerprints of the entries called so.
+func notAFingerprint(ctx context.Context, c *client.Client, arg string) error {
+	var certs []api.Certificate
+	if _, err := c.Get(ctx, "/1.0/certificates?recursion=1&filter=", &certs); err == nil {
+		var fps []string
+		for _, ce := range certs {
+			if ce.Name == arg {
+				fps = append(fps, shortFingerprint(ce.Fingerprint))
+			}
+		}
+		slices.Sort(fps)
+		switch len(fps) {
+		case 0:
+		case 1:
+			return fmt.Errorf("%q is a name, not a fingerprint: use the fingerprint of the trust entry %s, %s", arg, arg, fps[0])
+		default:
+			return fmt.Errorf("%q is a name, not a fingerprint: %d trust entries are called %s, with fingerprints %s; use one of them",
+				arg, len(fps), arg, strings.Join(fps, ", "))
+		}
+	}
+	return fmt.Errorf("%q is not a fingerprint (hexadecimal digits, or enough of the first ones to be unique), nor the name of a trust entry: see `trustlog config trust list`", arg)
 }
 
 func (e *env) trustShowCmd() *cobra.Command {
