@@ -229,13 +229,25 @@ func (e *env) whoamiCmd() *cobra.Command {
 		Short: "Show who the server thinks you are, and with --explain why your access is what it is",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := e.remoteClient(args)
+			switch format {
+			case formatTable, formatJSON, formatYAML:
+			default:
+				return fmt.Errorf("Invalid format %q (table, json or yaml)", format)
+			}
+			remote, _, err := e.remoteArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := e.connect(remote)
 			if err != nil {
 				return err
 			}
 			var info api.IdentityInfo
 			if _, err := c.Get(cmd.Context(), "/1.0/auth/identities/current", &info); err != nil {
-				return err
+				if explain {
+					return e.explainRefusal(cmd.Context(), remote, c, err, format)
+				}
+				return fmt.Errorf("%w (`trustlog auth whoami --explain` says why)", err)
 			}
 			switch format {
 			case formatJSON:
