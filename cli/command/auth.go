@@ -247,16 +247,13 @@ func (e *env) whoamiCmd() *cobra.Command {
 				if explain {
 					return e.explainRefusal(cmd.Context(), remote, c, err, format)
 				}
-				return fmt.Errorf("%w (`trustlog auth whoami --explain` says why)", err)
+				return pointToExplain(err)
 			}
 			switch format {
 			case formatJSON:
 				return writeJSON(e.stdout, info)
 			case formatYAML:
 				return writeYAML(e.stdout, info)
-			case formatTable:
-			default:
-				return fmt.Errorf("Invalid format %q (table, json or yaml)", format)
 			}
 			w := e.stdout
 			fmt.Fprintf(w, "Name: %s\n", info.Name)

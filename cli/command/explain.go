@@ -62,6 +62,19 @@ func (e *env) explainRefusal(ctx context.Context, remote string, c *client.Clien
 	return refused
 }
 
+// pointToExplain adds to the server's refusal of the caller (or of every
+// caller, 503) that `auth whoami --explain` says why.
+func pointToExplain(err error) error {
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) {
+		switch apiErr.Status {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusServiceUnavailable:
+			return fmt.Errorf("%w (`trustlog auth whoami --explain` says why)", err)
+		}
+	}
+	return err
+}
+
 // explainAnswer fills out from the kind of failure: no answer, another
 // server certificate, a server that vouches for no one (503), or a refusal
 // of this caller.
