@@ -2,6 +2,7 @@ package command
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/trustlog/trustlog/cli/client"
@@ -37,5 +38,29 @@ func TestExplainRedeem(t *testing.T) {
 				t.Errorf("explainRedeem(%v) lost the *client.Error", tc.err)
 			}
 		})
+	}
+}
+
+// TestLooksLikeToken: a long base64 string given as an address is taken
+// for a token; addresses and socket paths are not.
+func TestLooksLikeToken(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("eyJjbGllbnRfbmFtZSI6", 4)
+	for in, want := range map[string]bool{
+		long:                    true,
+		long + "/x+y==":         true,
+		"127.0.0.1:8443":        false,
+		"trust.example.com":     false,
+		"https://" + long:       false,
+		"/" + long:              false,
+		"host-" + long[:40]:     false,
+		long + ".example.com":   false,
+		"[2001:db8::1]:8443":    false,
+		"unix:" + long:          false,
+		strings.Repeat("a", 63): false,
+	} {
+		if got := looksLikeToken(in); got != want {
+			t.Errorf("looksLikeToken(%q) = %v, want %v", in, got, want)
+		}
 	}
 }

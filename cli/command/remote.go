@@ -335,9 +335,10 @@ func explainRedeem(err error) error {
 
 // looksLikeToken reports whether s, given where an address or a token
 // goes, is meant as a token: longer than a host name label can be, in the
-// base64 alphabet, with none of the dots, colons or slashes of an address.
+// base64 alphabet, with none of the dots and colons of an address, nor the
+// leading slash of a socket path.
 func looksLikeToken(s string) bool {
-	return len(s) > 63 && !strings.ContainsAny(s, ".:/") &&
+	return len(s) > 63 && !strings.ContainsAny(s, ".:") && !strings.HasPrefix(s, "/") &&
 		strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-") == ""
 }
 
