@@ -2,7 +2,10 @@ package command_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/trustlog/trustlog/functions/expiry"
 )
 
 // TestConfigUnknownKey: `config get`, `set` and `unset` refuse a key the
@@ -34,6 +37,10 @@ func TestConfigUnknownKey(t *testing.T) {
 			t.Errorf("config get %s = %q, want an empty line", key, out)
 		}
 		admin.mustRun(t, "", "config", "unset", key)
+	}
+	// A bad expiry is refused with the units, as get-client-token does.
+	if _, _, err := admin.run(t, "", "config", "set", "core.remote_token_expiry", "30min"); err == nil || !strings.Contains(err.Error(), expiry.Units) {
+		t.Errorf("config set core.remote_token_expiry 30min: err = %v, want the units %q", err, expiry.Units)
 	}
 	admin.mustRun(t, "", "config", "set", "core.remote_token_expiry", "2H")
 	if out := admin.mustRun(t, "", "config", "get", "core.remote_token_expiry"); out != "2H\n" {
