@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"testing"
 	"time"
@@ -61,6 +62,10 @@ func TestBinary(t *testing.T) {
 		if stdout != tc.stdout || stderr != tc.stderr || code != tc.code {
 			t.Errorf("%s: trustlog %v = %q, %q, exit %d; want %q, %q, exit %d", tc.name, tc.args, stdout, stderr, code, tc.stdout, tc.stderr, tc.code)
 		}
+	}
+	stdout, stderr, code := run("--version")
+	if !regexp.MustCompile(`^trustlog version \S+ \(API 1\.0\)\n$`).MatchString(stdout) || stderr != "" || code != 0 {
+		t.Errorf("trustlog --version = %q, %q, exit %d", stdout, stderr, code)
 	}
 	if _, err := os.Stat(filepath.Join(conf, "config.yml")); err != nil {
 		t.Errorf("config.yml not written under TRUSTLOG_CONF: %v", err)

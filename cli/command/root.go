@@ -18,6 +18,7 @@ import (
 
 	"github.com/trustlog/trustlog/cli/client"
 	"github.com/trustlog/trustlog/cli/config"
+	"github.com/trustlog/trustlog/version"
 )
 
 // env is what every command runs with. Only Run's caller reads the real
@@ -38,6 +39,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root := &cobra.Command{
 		Use:           "trustlog",
 		Short:         "Manage Trustlog servers: remotes, trust, tokens, PKI",
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
