@@ -3,6 +3,8 @@
 // HTTPS and a local unix socket.
 //
 //	go run ./local [--dir DIR] [--https-address HOST:PORT] [--sync always|interval:D] [--nats URL [--nats-creds FILE]]
+//
+// trustlogd --help lists every flag.
 package main
 
 import (
@@ -18,27 +20,46 @@ import (
 	"syscall"
 
 	"github.com/trustlog/trustlog/local/daemon"
+	"github.com/trustlog/trustlog/version"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, os.Getenv); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "Error:", err)
-		}
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
+// usage prints the help of --help.
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprint(w, `Usage: trustlogd [flags]
+
+trustlogd is Trustlog's all-in-one server: an embedded NATS JetStream event
+store, the read model and every API function, served over HTTPS and a local
+unix socket (<dir>/unix.socket). Flags take one dash or two.
+
+Flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprint(w, `
+Environment:
+  TRUSTLOG_DIR           data directory when --dir is not given
+                         (default $HOME/.local/share/trustlog)
+  TRUSTLOG_INSECURE_TLS  set: accept TLS 1.2 clients too (default: TLS 1.3 only)
+`)
+}
+
 // run parses flags and the environment, starts the daemon and serves until
-// ctx ends.
-func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+// ctx ends. --help and --version print to stdout and return nil.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("trustlogd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // a bad flag is returned; --help is printed below
 	var (
-		cfg     daemon.Config
-		verbose bool
+		cfg                  daemon.Config
+		verbose, showVersion bool
 	)
 	fs.StringVar(&cfg.Dir, "dir", defaultDir(getenv), "data directory (env TRUSTLOG_DIR)")
 	fs.StringVar(&cfg.HTTPSAddress, "https-address", "", "set this member's core.https_address, the HTTPS listen address (default 127.0.0.1:8443)")
@@ -55,12 +76,21 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs.StringVar(&cfg.NATSClusterSecretFile, "nats-cluster-secret-file", "", "file (mode 0600) holding the secret the cluster's routes authenticate with; the same on every member")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "let other services read the event stream: the embedded NATS server listens on host:port, with a read-only user written to <dir>/subscriber.url")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "put an HTTP API behind Trustlog: http(s)://host:port[/base] or unix:/path; authenticated requests for other paths are proxied with X-Trustlog-* identity headers")
-	fs.BoolVar(&verbose, "verbose", false, "log debug messages")
+	fs.BoolVar(&verbose, "verbose", false, "log debug messages too (default: info and above)")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			usage(fs, stdout)
+			return nil
+		}
+		return fmt.Errorf("%w (trustlogd --help lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if showVersion {
+		fmt.Fprintln(stdout, "trustlogd version", version.String())
+		return nil
 	}
 	level := slog.LevelInfo
 	if verbose {
