@@ -57,6 +57,10 @@ func TestBinary(t *testing.T) {
 		{name: "fail/unknown remote", args: []string{"remote", "switch", "nope"}, stderr: "Error: The remote \"nope\" doesn't exist\n", code: 1},
 		{name: "fail/remove default", args: []string{"remote", "remove", "sock"}, stderr: "Error: Can't remove the default remote\n", code: 1},
 		{name: "fail/unknown command", args: []string{"frobnicate"}, stderr: "Error: unknown command \"frobnicate\" for \"trustlog\"\n", code: 1},
+		{name: "fail/unknown subcommand", args: []string{"config", "trust", "lst"},
+			stderr: "Error: unknown command \"lst\" for \"trustlog config trust\"\n\nDid you mean this?\n\tlist\n\n", code: 1},
+		{name: "fail/unknown subcommand of remote", args: []string{"remote", "lst"},
+			stderr: "Error: unknown command \"lst\" for \"trustlog remote\"\n\nDid you mean this?\n\tlist\n\n", code: 1},
 	} {
 		stdout, stderr, code := run(tc.args...)
 		if stdout != tc.stdout || stderr != tc.stderr || code != tc.code {

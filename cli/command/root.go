@@ -36,6 +36,16 @@ type env struct {
 // Run executes the trustlog command line args.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	e := &env{ctx: ctx, stdin: stdin, in: bufio.NewReader(stdin), stdout: stdout, stderr: stderr, getenv: getenv}
+	root := e.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+// rootCmd builds the whole command tree.
+func (e *env) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "trustlog",
 		Short:         "Manage Trustlog servers: remotes, trust, tokens, PKI",
@@ -43,15 +53,50 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.HasSubCommands() {
+				return nil // a group only prints its help
+			}
 			return e.load()
 		},
 	}
-	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	root.AddCommand(e.remoteCmd(), e.infoCmd(), e.configCmd(), e.queryCmd(), e.pkiCmd(), e.authCmd(), e.auditCmd(), e.monitorCmd())
-	return root.ExecuteContext(ctx)
+	root.InitDefaultCompletionCmd()
+	finish(root)
+	return root
+}
+
+// finish walks the command tree once it is built: every group refuses an
+// unknown subcommand (see unknownSubcommand).
+func finish(cmd *cobra.Command) {
+	if cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.Args = unknownSubcommand
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, sub := range cmd.Commands() {
+		finish(sub)
+	}
+}
+
+// unknownSubcommand is the Args of a command group: without arguments the
+// group prints its help; any argument is a subcommand that does not exist,
+// an error naming the nearest subcommands, as incus and cobra's root say
+// it. (cobra itself only checks the root: a group given an unknown word
+// prints its help and succeeds.)
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	var hint strings.Builder
+	if near := cmd.SuggestionsFor(args[0]); len(near) > 0 {
+		hint.WriteString("\n\nDid you mean this?\n")
+		for _, s := range near {
+			fmt.Fprintf(&hint, "\t%s\n", s)
+		}
+	}
+	return fmt.Errorf("unknown command %q for %q%s", args[0], cmd.CommandPath(), hint.String())
 }
 
 // load reads the configuration directory.
