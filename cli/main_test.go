@@ -61,6 +61,10 @@ func TestBinary(t *testing.T) {
 			stderr: "Error: unknown command \"lst\" for \"trustlog config trust\"\n\nDid you mean this?\n\tlist\n\n", code: 1},
 		{name: "fail/unknown subcommand of remote", args: []string{"remote", "lst"},
 			stderr: "Error: unknown command \"lst\" for \"trustlog remote\"\n\nDid you mean this?\n\tlist\n\n", code: 1},
+		{name: "fail/bare word for a remote", args: []string{"info", "mysrv"},
+			stderr: "Error: Invalid argument \"mysrv\": expected a remote, written \"<remote>:\" (remotes: local, sock)\n", code: 1},
+		{name: "fail/bare word for a remote of trust list", args: []string{"config", "trust", "list", "sock"},
+			stderr: "Error: Invalid argument \"sock\": a remote is written with a colon, \"sock:\"\n", code: 1},
 	} {
 		stdout, stderr, code := run(tc.args...)
 		if stdout != tc.stdout || stderr != tc.stderr || code != tc.code {

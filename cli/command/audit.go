@@ -21,7 +21,7 @@ func (e *env) auditVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify [<remote>:]",
 		Short: "Recompute the hash chain of the whole event log and report the first break",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := e.remoteClient(args)
 			if err != nil {
@@ -64,7 +64,7 @@ func (e *env) auditHistoryCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history [<remote>:] <fingerprint | token | identity>",
 		Short: "Show every event about a certificate (fingerprint, prefix or name), a token (id or name) or an identity, with actors",
-		Args:  cobra.RangeArgs(1, 2),
+		Args:  e.remoteArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
 				return err

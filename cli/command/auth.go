@@ -59,7 +59,7 @@ func (e *env) identityListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [<remote>:]",
 		Short: "List identities and their access",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
 				return err
@@ -227,7 +227,7 @@ func (e *env) whoamiCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "whoami [<remote>:]",
 		Short: "Show who the server thinks you are, and with --explain why your access is what it is",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
 			case formatTable, formatJSON, formatYAML:

@@ -39,7 +39,7 @@ func (e *env) monitorCmd() *cobra.Command {
 as monitor and audit history print them, such as certificate.trusted.v1, or
 short, such as certificate.trusted; comma-separated). The stream ends when
 interrupted, or when the server stops trusting the caller.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
 			case "pretty", formatJSON, formatYAML:

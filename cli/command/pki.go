@@ -28,7 +28,7 @@ func (e *env) pkiSetCmd(what, path, field string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "set [<remote>:] <file>",
 		Short: "Publish a new " + what + " (PEM or DER file)",
-		Args:  cobra.RangeArgs(0, 2),
+		Args:  e.remoteArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			remote, rest, err := e.remoteArg(args)
 			if err != nil {
@@ -70,7 +70,7 @@ func (e *env) pkiShowCmd(what, path string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show [<remote>:]",
 		Short: "Show the " + what + " in force",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := e.remoteClient(args)
 			if err != nil {

@@ -99,8 +99,11 @@ func unknownSubcommand(cmd *cobra.Command, args []string) error {
 	return fmt.Errorf("unknown command %q for %q%s", args[0], cmd.CommandPath(), hint.String())
 }
 
-// load reads the configuration directory.
+// load reads the configuration directory, once.
 func (e *env) load() error {
+	if e.conf != nil {
+		return nil
+	}
 	if e.getenv("TRUSTLOG_CONF") == "" && e.getenv("HOME") == "" {
 		return errors.New("Can't find the configuration directory: set TRUSTLOG_CONF or HOME")
 	}
@@ -181,6 +184,36 @@ func (e *env) remoteArg(args []string) (string, []string, error) {
 		return name, args[1:], nil
 	}
 	return e.conf.DefaultRemote, args, nil
+}
+
+// remoteArgs is the Args of a command that takes "[<remote>:]" and then
+// min to max other arguments. A remote is always written with its colon:
+// when the arguments fill every place, the first must be "<remote>:", so
+// a bare word where only a remote fits ("info srv", "config trust list
+// nosuch") is an error rather than a silent use of the default remote.
+func (e *env) remoteArgs(min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.RangeArgs(min, max+1)(cmd, args); err != nil {
+			return err
+		}
+		if len(args) == max+1 && !strings.HasSuffix(args[0], ":") {
+			return e.notARemote(args[0])
+		}
+		return nil
+	}
+}
+
+// notARemote is the error for a bare word where a remote is expected. The
+// configuration is read here, before the command's own checks, to name
+// the remotes.
+func (e *env) notARemote(arg string) error {
+	if err := e.load(); err != nil {
+		return err
+	}
+	if _, ok := e.conf.Remote(arg); ok {
+		return fmt.Errorf("Invalid argument %q: a remote is written with a colon, %q", arg, arg+":")
+	}
+	return fmt.Errorf("Invalid argument %q: expected a remote, written \"<remote>:\" (remotes: %s)", arg, strings.Join(e.conf.Names(), ", "))
 }
 
 // remoteClient splits an optional "remote:" argument off args and

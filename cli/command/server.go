@@ -20,7 +20,7 @@ func (e *env) infoCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "info [<remote>:]",
 		Short: "Show the server as it describes itself (GET /1.0)",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := e.remoteClient(args)
 			if err != nil {
@@ -145,7 +145,7 @@ func (e *env) configUnsetCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "unset [<remote>:] <key>",
 		Short: "Unset a server configuration key",
-		Args:  cobra.RangeArgs(1, 2),
+		Args:  e.remoteArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			remote, args, err := e.remoteArg(args)
 			if err != nil {
@@ -168,7 +168,7 @@ func (e *env) configGetCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get [<remote>:] <key>",
 		Short: "Print the value of a server configuration key",
-		Args:  cobra.RangeArgs(1, 2),
+		Args:  e.remoteArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			remote, args, err := e.remoteArg(args)
 			if err != nil {
@@ -201,7 +201,7 @@ func (e *env) configShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show [<remote>:]",
 		Short: "Show the server configuration",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, err := e.remoteClient(args)
 			if err != nil {

@@ -95,7 +95,7 @@ func (e *env) trustAddCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add [<remote>:] [<cert-file>]",
 		Short: "Trust a client certificate, or issue a trust token when no file is given",
-		Args:  cobra.MaximumNArgs(2),
+		Args:  e.remoteArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			remote, args, err := e.remoteArg(args)
 			if err != nil {
@@ -255,7 +255,7 @@ The -c option picks the columns of the table and CSV formats, by letter:
   n name, t type, c common name, f fingerprint (first 12 characters),
   d description, i issue date, e expiry date, r restricted, p projects.
 The default is ntcfier. JSON and YAML print the whole entries.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
 				return err
@@ -365,7 +365,7 @@ func (e *env) trustShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show [<remote>:] <fingerprint>",
 		Short: "Show a trusted certificate",
-		Args:  cobra.RangeArgs(1, 2),
+		Args:  e.remoteArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, fp, err := e.certificateClient(args)
 			if err != nil {
@@ -391,7 +391,7 @@ The fields are name, type, restricted, projects, certificate and description
 is sent back: a field left out keeps its value, except "restricted", which
 must always be written out (true or false). Unknown fields, and an empty
 name, are refused.`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: e.remoteArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, fp, err := e.certificateClient(args)
 			if err != nil {
@@ -454,7 +454,7 @@ func (e *env) trustRemoveCmd() *cobra.Command {
 		Use:     "remove [<remote>:] <fingerprint>",
 		Aliases: []string{"rm"},
 		Short:   "Remove a trusted certificate",
-		Args:    cobra.RangeArgs(1, 2),
+		Args:    e.remoteArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, fp, err := e.certificateClient(args)
 			if err != nil {
@@ -488,7 +488,7 @@ func (e *env) trustListTokensCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list-tokens [<remote>:]",
 		Short: "List the pending trust tokens",
-		Args:  cobra.MaximumNArgs(1),
+		Args:  e.remoteArgs(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
 				return err
@@ -536,7 +536,7 @@ func (e *env) trustRevokeTokenCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke-token [<remote>:] <name>",
 		Short: "Revoke the pending trust tokens issued for a client name",
-		Args:  cobra.RangeArgs(1, 2),
+		Args:  e.remoteArgs(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, rest, err := e.remoteClient(args)
 			if err != nil {
