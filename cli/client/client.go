@@ -259,23 +259,57 @@ func (c *Client) sendOnce(ctx context.Context, method, path string, body []byte,
 
 // decode reads a reply envelope.
 func (c *Client) decode(resp *http.Response) (*Response, error) {
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	raw, err := readRaw(resp)
 	if err != nil {
 		return nil, err
 	}
-	var env api.Response
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return nil, fmt.Errorf("invalid reply from server (HTTP %d): %w", resp.StatusCode, err)
+	return raw.Decode()
+}
+
+// RawResponse is a reply as the server sent it.
+type RawResponse struct {
+	Status      int
+	ContentType string
+	ETag        string
+	Body        []byte
+}
+
+// Raw sends a request with an optional body (sent as JSON) and returns the
+// reply undecoded, error replies included; the errors are those of Do
+// before a reply arrives (*CertMismatchError, *DaemonDownError, ...).
+func (c *Client) Raw(ctx context.Context, method, path string, body []byte) (*RawResponse, error) {
+	resp, err := c.send(ctx, method, path, body, "")
+	if err != nil {
+		return nil, err
 	}
-	if env.Type == api.TypeError || resp.StatusCode >= 400 {
+	return readRaw(resp)
+}
+
+// readRaw reads and closes a reply's body, 64 MiB at most.
+func readRaw(resp *http.Response) (*RawResponse, error) {
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	return &RawResponse{Status: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), ETag: resp.Header.Get("ETag"), Body: body}, nil
+}
+
+// Decode reads the reply envelope, as Do does: an error reply (or an
+// HTTP status of 400 or more) is an *Error.
+func (r *RawResponse) Decode() (*Response, error) {
+	var env api.Response
+	if err := json.Unmarshal(r.Body, &env); err != nil {
+		return nil, fmt.Errorf("invalid reply from server (HTTP %d): %w", r.Status, err)
+	}
+	if env.Type == api.TypeError || r.Status >= 400 {
 		msg := env.Error
 		if msg == "" {
-			msg = http.StatusText(resp.StatusCode)
+			msg = http.StatusText(r.Status)
 		}
-		return nil, &Error{Status: resp.StatusCode, Message: msg}
+		return nil, &Error{Status: r.Status, Message: msg}
 	}
-	return &Response{Status: resp.StatusCode, Type: env.Type, Operation: env.Operation, ETag: resp.Header.Get("ETag"), Metadata: env.Metadata}, nil
+	return &Response{Status: r.Status, Type: env.Type, Operation: env.Operation, ETag: r.ETag, Metadata: env.Metadata}, nil
 }
 
 // Stream opens a long-lived GET (server-sent events) and returns its body;

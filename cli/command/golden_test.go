@@ -56,6 +56,7 @@ func TestOutputGolden(t *testing.T) {
 	golden(t, "trust-show.yaml", admin.mustRun(t, "", "config", "trust", "show", "local:", shortFP(t, admin, "alice")))
 	golden(t, "query-certificates.json", admin.mustRun(t, "", "query", "local:/1.0/certificates"))
 	golden(t, "query-certificate.json", admin.mustRun(t, "", "query", "/1.0/certificates/"+shortFP(t, admin, "carol@desk")))
+	golden(t, "query-raw-certificates.json", admin.mustRun(t, "", "query", "--raw", "local:/1.0/certificates"))
 
 	admin.mustRun(t, "", "config", "set", "user.team", "blue")
 	admin.mustRun(t, "", "config", "set", "local:", "user.a=1", "user.b=two words")

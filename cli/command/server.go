@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -37,10 +38,16 @@ func (e *env) infoCmd() *cobra.Command {
 
 func (e *env) queryCmd() *cobra.Command {
 	var method, data string
+	var raw bool
 	cmd := &cobra.Command{
 		Use:   "query [<remote>:]<API path>",
 		Short: "Send a raw request to the API and print the reply's metadata",
-		Args:  cobra.ExactArgs(1),
+		Long: `Send a raw request to the API and print the reply's metadata, as indented JSON.
+
+A reply that is not JSON (such as the Prometheus text of /1.0/metrics) is
+printed as it came. --raw prints the whole reply body as the server sent it,
+the envelope of an error reply included (the command still fails then).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, path, err := e.conf.ParseRemote(args[0])
 			if err != nil {
@@ -53,15 +60,30 @@ func (e *env) queryCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var body any
+			var body []byte
 			if data != "" {
 				if !json.Valid([]byte(data)) {
 					return fmt.Errorf("--data is not valid JSON")
 				}
-				body = json.RawMessage(data)
+				body = []byte(data)
 			}
-			resp, err := c.Do(cmd.Context(), strings.ToUpper(method), path, body, "")
+			reply, err := c.Raw(cmd.Context(), strings.ToUpper(method), path, body)
 			if err != nil {
+				return err
+			}
+			if raw || (reply.Status < 400 && !isJSON(reply.ContentType)) {
+				if _, err := e.stdout.Write(reply.Body); err != nil {
+					return err
+				}
+				if len(reply.Body) > 0 && !bytes.HasSuffix(reply.Body, []byte("\n")) {
+					fmt.Fprintln(e.stdout)
+				}
+				if reply.Status < 400 {
+					return nil
+				}
+			}
+			resp, err := reply.Decode()
+			if err != nil || raw {
 				return err
 			}
 			var out bytes.Buffer
@@ -77,7 +99,14 @@ func (e *env) queryCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&method, "request", "X", "GET", "HTTP method")
 	cmd.Flags().StringVarP(&data, "data", "d", "", "JSON body")
+	cmd.Flags().BoolVar(&raw, "raw", false, "print the reply body as the server sent it")
 	return cmd
+}
+
+// isJSON reports whether a Content-Type names JSON.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
 func (e *env) configCmd() *cobra.Command {
