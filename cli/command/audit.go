@@ -54,6 +54,7 @@ func (e *env) auditVerifyCmd() *cobra.Command {
 			fmt.Fprintln(e.stdout, "The hash chain is whole.")
 			return nil
 		},
+		ValidArgsFunction: e.completeRemote,
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", formatTable, "output format (table, json, yaml)")
 	return cmd
@@ -87,6 +88,7 @@ func (e *env) auditHistoryCmd() *cobra.Command {
 			}
 			return renderList(e.stdout, format, []string{"SEQ", "TIME", "TYPE", "ACTION", "ACTOR", "METHOD", "ADDRESS"}, rows, hist)
 		},
+		ValidArgsFunction: e.completeFingerprint,
 	}
 	formatFlag(cmd, &format)
 	return cmd

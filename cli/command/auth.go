@@ -78,6 +78,7 @@ func (e *env) identityListCmd() *cobra.Command {
 			}
 			return renderList(e.stdout, format, []string{"AUTHENTICATION METHOD", "NAME", "ID", "TYPE", "ACCESS"}, rows, ids)
 		},
+		ValidArgsFunction: e.completeRemote,
 	}
 	formatFlag(cmd, &format)
 	return cmd
@@ -147,6 +148,7 @@ func (e *env) identityGrantCmd() *cobra.Command {
 			}
 			return e.putGrant(cmd, args[0], grant)
 		},
+		Example: exampleIdentityGrant,
 	}
 	cmd.Flags().StringVar(&projects, "projects", "", "comma-separated projects of restricted access")
 	return cmd
@@ -270,6 +272,7 @@ func (e *env) whoamiCmd() *cobra.Command {
 			}
 			return nil
 		},
+		ValidArgsFunction: e.completeRemote,
 	}
 	cmd.Flags().BoolVar(&explain, "explain", false, "explain which trust entry, CA, CRL state or claims decided access")
 	cmd.Flags().StringVarP(&format, "format", "f", formatTable, "output format (table, json, yaml)")

@@ -99,6 +99,8 @@ interrupted, or when the server stops trusting the caller.`,
 			}
 			return errors.New("the server closed the stream")
 		},
+		Example:           exampleMonitor,
+		ValidArgsFunction: e.completeRemote,
 	}
 	cmd.Flags().StringVar(&since, "since", "", "start at this event sequence number or RFC 3339 time (default: now)")
 	cmd.Flags().StringVar(&types, "type", "", "event types to show, comma-separated (default: all)")

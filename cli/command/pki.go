@@ -86,5 +86,6 @@ func (e *env) pkiShowCmd(what, path string) *cobra.Command {
 			}
 			return writeYAML(e.stdout, resp.Metadata)
 		},
+		ValidArgsFunction: e.completeRemote,
 	}
 }

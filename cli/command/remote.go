@@ -100,6 +100,7 @@ func (e *env) remoteAddCmd() *cobra.Command {
 			}
 			return e.addByAddress(cmd.Context(), name, args[1], token, authType, accept, public)
 		},
+		Example: exampleRemoteAdd,
 	}
 	cmd.Flags().BoolVar(&accept, "accept-certificate", false, "accept the server certificate without asking")
 	cmd.Flags().BoolVar(&public, "public", false, "public server: no authentication")
@@ -498,6 +499,7 @@ func (e *env) remoteSwitchCmd(use string) *cobra.Command {
 			e.conf.DefaultRemote = args[0]
 			return e.conf.Save()
 		},
+		ValidArgsFunction: e.completeRemoteName,
 	}
 }
 
@@ -538,6 +540,7 @@ func (e *env) remoteRemoveCmd() *cobra.Command {
 			}
 			return e.conf.Save()
 		},
+		ValidArgsFunction: e.completeRemoteName,
 	}
 }
 
@@ -571,6 +574,7 @@ func (e *env) remoteRenameCmd() *cobra.Command {
 			}
 			return e.conf.Save()
 		},
+		ValidArgsFunction: e.completeRemoteName,
 	}
 }
 
@@ -592,6 +596,7 @@ func (e *env) remoteSetURLCmd() *cobra.Command {
 			e.conf.Remotes[args[0]] = r
 			return e.conf.Save()
 		},
+		ValidArgsFunction: e.completeRemoteName,
 	}
 }
 

@@ -66,11 +66,18 @@ func (e *env) rootCmd() *cobra.Command {
 }
 
 // finish walks the command tree once it is built: every group refuses an
-// unknown subcommand (see unknownSubcommand).
+// unknown subcommand (see unknownSubcommand), and every --format flag
+// completes to the values its usage lists.
 func finish(cmd *cobra.Command) {
 	if cmd.HasSubCommands() && !cmd.Runnable() {
 		cmd.Args = unknownSubcommand
 		cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	if f := cmd.Flags().Lookup("format"); f != nil {
+		values := listedValues(f.Usage)
+		_ = cmd.RegisterFlagCompletionFunc("format", func(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			return withPrefix(values, toComplete), cobra.ShellCompDirectiveNoFileComp
+		})
 	}
 	for _, sub := range cmd.Commands() {
 		finish(sub)
@@ -97,6 +104,23 @@ func unknownSubcommand(cmd *cobra.Command, args []string) error {
 		}
 	}
 	return fmt.Errorf("unknown command %q for %q%s", args[0], cmd.CommandPath(), hint.String())
+}
+
+// listedValues returns the values a flag's usage lists in its last
+// parentheses: "output format (table, json, yaml)" lists table, json and
+// yaml.
+func listedValues(usage string) []string {
+	open, end := strings.LastIndex(usage, "("), strings.LastIndex(usage, ")")
+	if open < 0 || end < open {
+		return nil
+	}
+	var out []string
+	for v := range strings.SplitSeq(usage[open+1:end], ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // load reads the configuration directory, once.

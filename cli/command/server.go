@@ -33,6 +33,7 @@ func (e *env) infoCmd() *cobra.Command {
 			}
 			return writeYAML(e.stdout, resp.Metadata)
 		},
+		ValidArgsFunction: e.completeRemote,
 	}
 }
 
@@ -47,7 +48,9 @@ func (e *env) queryCmd() *cobra.Command {
 A reply that is not JSON (such as the Prometheus text of /1.0/metrics) is
 printed as it came. --raw prints the whole reply body as the server sent it,
 the envelope of an error reply included (the command still fails then).`,
-		Args: cobra.ExactArgs(1),
+		Example:           exampleQuery,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: e.completeRemote,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, path, err := e.conf.ParseRemote(args[0])
 			if err != nil {
@@ -167,6 +170,8 @@ func (e *env) configSetCmd() *cobra.Command {
 				return nil
 			})
 		},
+		Example:           exampleConfigSet,
+		ValidArgsFunction: e.completeConfigKey,
 	}
 }
 
@@ -190,6 +195,7 @@ func (e *env) configUnsetCmd() *cobra.Command {
 				return nil
 			})
 		},
+		ValidArgsFunction: e.completeConfigKey,
 	}
 }
 
@@ -223,6 +229,8 @@ func (e *env) configGetCmd() *cobra.Command {
 			fmt.Fprintln(e.stdout, value)
 			return nil
 		},
+		Example:           exampleConfigGet,
+		ValidArgsFunction: e.completeConfigKey,
 	}
 }
 
@@ -246,6 +254,7 @@ func (e *env) configShowCmd() *cobra.Command {
 			}
 			return writeYAML(e.stdout, map[string]any{"config": cfg})
 		},
+		ValidArgsFunction: e.completeRemote,
 	}
 }
 

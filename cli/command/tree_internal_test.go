@@ -3,11 +3,21 @@ package command
 import (
 	"bytes"
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
+
+	"github.com/trustlog/trustlog/functions/serverinfo"
 )
 
 // testTree builds the command tree with a configuration directory of its
@@ -81,4 +91,196 @@ func TestUnknownSubcommand(t *testing.T) {
 			t.Errorf("%s: err = %v, help %q", g.CommandPath(), err, out)
 		}
 	}
+}
+
+// TestExamples parses every command line of every Example section against
+// the command tree: it must name an existing command, flags it has and
+// arguments it accepts.
+func TestExamples(t *testing.T) {
+	t.Parallel()
+	_, root := testTree(t)
+	want := []string{
+		"trustlog auth identity grant", "trustlog config get", "trustlog config set", "trustlog config trust add",
+		"trustlog config trust edit", "trustlog config trust list", "trustlog config trust remove",
+		"trustlog monitor", "trustlog query", "trustlog remote add",
+	}
+	var with []string
+	walk(root, func(c *cobra.Command) {
+		if c.Example == "" {
+			return
+		}
+		with = append(with, c.CommandPath())
+		lines := 0
+		for line := range strings.SplitSeq(c.Example, "\n") {
+			cmdline, ok := strings.CutPrefix(line, "  trustlog ")
+			if !ok {
+				if !strings.HasPrefix(line, "      ") {
+					t.Errorf("%s: example line %q is neither a command nor its explanation", c.CommandPath(), line)
+				}
+				continue
+			}
+			lines++
+			var args []string
+			for _, w := range strings.Fields(cmdline) {
+				if w == "<" || w == ">" {
+					break // a shell redirection
+				}
+				args = append(args, w)
+			}
+			found, rest, err := root.Find(args)
+			if err != nil || found == root {
+				t.Errorf("%s: example %q names no command: %v", c.CommandPath(), cmdline, err)
+				continue
+			}
+			found.InitDefaultHelpFlag()
+			if err := found.ParseFlags(rest); err != nil {
+				t.Errorf("%s: example %q: %v", c.CommandPath(), cmdline, err)
+				continue
+			}
+			if err := found.ValidateArgs(found.Flags().Args()); err != nil {
+				t.Errorf("%s: example %q: %v", c.CommandPath(), cmdline, err)
+			}
+		}
+		if lines < 2 {
+			t.Errorf("%s: %d example command lines, want 2 or more", c.CommandPath(), lines)
+		}
+	})
+	slices.Sort(with)
+	if diff := cmp.Diff(want, with); diff != "" {
+		t.Errorf("commands with examples (-want +got):\n%s", diff)
+	}
+}
+
+// TestFormatCompletion: every --format flag completes, to the values its
+// help lists.
+func TestFormatCompletion(t *testing.T) {
+	t.Parallel()
+	_, root := testTree(t)
+	n := 0
+	walk(root, func(c *cobra.Command) {
+		f := c.Flags().Lookup("format")
+		if f == nil {
+			return
+		}
+		n++
+		complete, ok := c.GetFlagCompletionFunc("format")
+		if !ok {
+			t.Errorf("%s --format does not complete", c.CommandPath())
+			return
+		}
+		got, directive := complete(c, nil, "")
+		if len(got) < 2 || directive != cobra.ShellCompDirectiveNoFileComp || !strings.Contains(f.Usage, "("+strings.Join(got, ", ")+")") {
+			t.Errorf("%s --format completes %q (%v); usage %q", c.CommandPath(), got, directive, f.Usage)
+		}
+		if !slices.Contains(got, f.DefValue) {
+			t.Errorf("%s --format completes %q, not its default %q", c.CommandPath(), got, f.DefValue)
+		}
+	})
+	if n < 6 {
+		t.Errorf("%d commands with --format", n)
+	}
+}
+
+// TestConfigKeysMatchServer: the configuration keys the CLI completes are
+// exactly those of the server's table (functions/serverinfo/keys.go, read
+// from its source, its constants resolved in their packages).
+func TestConfigKeysMatchServer(t *testing.T) {
+	t.Parallel()
+	for _, k := range configKeys {
+		if err := serverinfo.ValidateKey(k, ""); err != nil {
+			t.Errorf("the CLI completes %q: %v", k, err)
+		}
+	}
+	if !slices.IsSorted(configKeys) {
+		t.Error("configKeys is not sorted")
+	}
+	server := serverTableKeys(t)
+	slices.Sort(server)
+	if diff := cmp.Diff(server, configKeys); diff != "" {
+		t.Errorf("configuration keys (-server +cli):\n%s", diff)
+	}
+}
+
+// serverTableKeys reads the keys of the map literal "keys" in
+// functions/serverinfo/keys.go.
+func serverTableKeys(t *testing.T) []string {
+	t.Helper()
+	const module = "github.com/trustlog/trustlog/"
+	root := filepath.Join("..", "..")
+	fset := token.NewFileSet()
+	file, err := parser.ParseFile(fset, filepath.Join(root, "functions", "serverinfo", "keys.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imports := map[string]string{} // package name as used -> directory
+	for _, im := range file.Imports {
+		p, _ := strconv.Unquote(im.Path.Value)
+		name := path.Base(p)
+		if im.Name != nil {
+			name = im.Name.Name
+		}
+		if rel, ok := strings.CutPrefix(p, module); ok {
+			imports[name] = filepath.Join(root, filepath.FromSlash(rel))
+		}
+	}
+	constant := func(dir, name string) string {
+		t.Helper()
+		pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pkg := range pkgs {
+			for _, f := range pkg.Files {
+				for _, d := range f.Decls {
+					g, ok := d.(*ast.GenDecl)
+					if !ok || g.Tok != token.CONST {
+						continue
+					}
+					for _, spec := range g.Specs {
+						vs := spec.(*ast.ValueSpec)
+						for i, n := range vs.Names {
+							if n.Name != name || i >= len(vs.Values) {
+								continue
+							}
+							if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+								v, _ := strconv.Unquote(lit.Value)
+								return v
+							}
+						}
+					}
+				}
+			}
+		}
+		t.Fatalf("no string constant %s in %s", name, dir)
+		return ""
+	}
+	var keys []string
+	ast.Inspect(file, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "keys" {
+			return true
+		}
+		for _, elt := range vs.Values[0].(*ast.CompositeLit).Elts {
+			switch k := elt.(*ast.KeyValueExpr).Key.(type) {
+			case *ast.BasicLit:
+				v, _ := strconv.Unquote(k.Value)
+				keys = append(keys, v)
+			case *ast.Ident:
+				keys = append(keys, constant(filepath.Join(root, "functions", "serverinfo"), k.Name))
+			case *ast.SelectorExpr:
+				dir, ok := imports[k.X.(*ast.Ident).Name]
+				if !ok {
+					t.Fatalf("key %s.%s from an unknown package", k.X, k.Sel)
+				}
+				keys = append(keys, constant(dir, k.Sel.Name))
+			default:
+				t.Fatalf("key of type %T in the server's table", k)
+			}
+		}
+		return false
+	})
+	if len(keys) < 10 {
+		t.Fatalf("read %d keys from the server's table", len(keys))
+	}
+	return keys
 }

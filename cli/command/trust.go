@@ -152,6 +152,7 @@ func (e *env) trustAddCmd() *cobra.Command {
 			fmt.Fprintf(e.stdout, "Client %s certificate add token:\n%s\n", tok.ClientName, tok.Encode())
 			return nil
 		},
+		Example: exampleTrustAdd,
 	}
 	cmd.Flags().StringVar(&name, "name", "", "name of the trust entry")
 	cmd.Flags().StringVar(&typ, "type", "client", "certificate type (client or metrics)")
@@ -293,6 +294,8 @@ The default is ntcfier. JSON and YAML print the whole entries.`,
 			header, cells := tabulate(cols, rows)
 			return renderList(e.stdout, format, header, cells, certs)
 		},
+		Example:           exampleTrustList,
+		ValidArgsFunction: e.completeRemote,
 	}
 	formatFlag(cmd, &format)
 	cmd.Flags().StringVarP(&columns, "columns", "c", defaultCertColumns, "columns of the table and CSV formats (see above)")
@@ -377,6 +380,7 @@ func (e *env) trustShowCmd() *cobra.Command {
 			}
 			return writeYAML(e.stdout, cert)
 		},
+		ValidArgsFunction: e.completeFingerprint,
 	}
 }
 
@@ -418,6 +422,8 @@ name, are refused.`,
 			_, err = c.Do(cmd.Context(), http.MethodPut, "/1.0/certificates/"+url.PathEscape(cert.Fingerprint), put, etag)
 			return err
 		},
+		Example:           exampleTrustEdit,
+		ValidArgsFunction: e.completeFingerprint,
 	}
 }
 
@@ -463,6 +469,8 @@ func (e *env) trustRemoveCmd() *cobra.Command {
 			_, err = c.Do(cmd.Context(), http.MethodDelete, "/1.0/certificates/"+url.PathEscape(fp), nil, "")
 			return err
 		},
+		Example:           exampleTrustRemove,
+		ValidArgsFunction: e.completeFingerprint,
 	}
 }
 
@@ -527,6 +535,7 @@ func (e *env) trustListTokensCmd() *cobra.Command {
 			}
 			return renderList(e.stdout, format, []string{"NAME", "TOKEN", "EXPIRES AT"}, rows, objs)
 		},
+		ValidArgsFunction: e.completeRemote,
 	}
 	formatFlag(cmd, &format)
 	return cmd
@@ -566,5 +575,6 @@ func (e *env) trustRevokeTokenCmd() *cobra.Command {
 			fmt.Fprintf(e.stdout, "Certificate add token for %s deleted\n", rest[0])
 			return nil
 		},
+		ValidArgsFunction: e.completeTokenName,
 	}
 }
