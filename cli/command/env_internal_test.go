@@ -48,8 +48,10 @@ func TestPrompt(t *testing.T) {
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("answers (-want +got):\n%s", diff)
 			}
-			if out.Len() != 0 || errOut.String() != strings.Repeat("Q? ", len(tc.want)) {
-				t.Errorf("prompt went to stdout %q / stderr %q", out.String(), errOut.String())
+			// stdin is not a terminal: each prompt ends its line, and the
+			// answers are not echoed.
+			if out.Len() != 0 || errOut.String() != strings.Repeat("Q? \n", len(tc.want)) {
+				t.Errorf("prompts: stdout %q, stderr %q; want stderr %q", out.String(), errOut.String(), strings.Repeat("Q? \n", len(tc.want)))
 			}
 		})
 	}

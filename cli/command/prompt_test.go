@@ -46,12 +46,16 @@ func TestRemoteAddPrompt(t *testing.T) {
 			t.Parallel()
 			user := cliEnv{conf: filepath.Join(t.TempDir(), "user"), data: t.TempDir()}
 			stdin := tc.answer + "\n"
+			// stdin is piped: each prompt ends its line on stderr, and
+			// the answers (a token is a secret) are not echoed.
+			wantErrOut := "Generating a client certificate. This may take a minute...\nok (y/n/[fingerprint])? \n"
 			if tc.wantErr == "" {
 				stdin += strings.TrimSpace(admin.mustRun(t, "", "config", "trust", "add", "--name", strings.NewReplacer("/", "-", " ", "-").Replace(tc.name), "-q")) + "\n"
+				wantErrOut += "Trust token for srv: \n"
 			}
 			out, errOut, err := user.run(t, stdin, "remote", "add", "srv", url)
-			if !strings.Contains(out, "Certificate fingerprint: "+fp+"\n") || !strings.Contains(errOut, "ok (y/n/[fingerprint])? ") {
-				t.Errorf("no fingerprint prompt: stdout %q stderr %q", out, errOut)
+			if !strings.Contains(out, "Certificate fingerprint: "+fp+"\n") || errOut != wantErrOut {
+				t.Errorf("prompts: stdout %q stderr %q, want stderr %q", out, errOut, wantErrOut)
 			}
 			_, statErr := os.Stat(filepath.Join(user.conf, "servercerts", "srv.crt"))
 			if tc.wantErr != "" {

@@ -251,10 +251,17 @@ func (e *env) remoteClient(args []string) (*client.Client, []string, error) {
 	return c, rest, err
 }
 
-// prompt asks a question on stderr and reads one line of stdin.
+// prompt asks a question on stderr and reads one line of stdin. On a
+// terminal the user's Enter ends the line; when stdin is not a terminal
+// (piped or redirected answers, which are never echoed: a token is a
+// secret), the prompt ends the line itself, so a log shows one prompt a
+// line.
 func (e *env) prompt(question string) (string, error) {
 	fmt.Fprint(e.stderr, question)
 	line, err := e.in.ReadString('\n')
+	if !e.stdinIsTerminal() {
+		fmt.Fprintln(e.stderr)
+	}
 	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
 		if errors.Is(err, io.EOF) {
 			return "", nil
