@@ -23,33 +23,6 @@ import (
 // completionTimeout bounds the requests of one completion.
 const completionTimeout = 5 * time.Second
 
-// configKeys are the server configuration keys Trustlog knows (keys under
-// "user." are free-form). A test compares them with the server's table.
-var configKeys = []string{
-	"acme.agree_tos",
-	"acme.ca_url",
-	"acme.challenge",
-	"acme.domain",
-	"acme.eab.hmac",
-	"acme.eab.kid",
-	"acme.email",
-	"acme.http.port",
-	"core.crl_fail_closed",
-	"core.https_address",
-	"core.https_advertise_addresses",
-	"core.max_staleness",
-	"core.remote_token_expiry",
-	"core.trust_ca_certificates",
-	"oidc.audience",
-	"oidc.claim",
-	"oidc.client.id",
-	"oidc.default_access",
-	"oidc.device.client.id",
-	"oidc.groups.claim",
-	"oidc.issuer",
-	"oidc.scopes",
-}
-
 // completeRemote completes the "[<remote>:]" of a command that takes
 // nothing else, and the remote part of "[<remote>:]<path>": remote names
 // with their colon.
@@ -101,16 +74,25 @@ func (e *env) completeTokenName(cmd *cobra.Command, args []string, toComplete st
 	})(cmd, args, toComplete)
 }
 
-// completeConfigKey completes "[<remote>:] <key>" with the keys Trustlog
-// knows and those set on the remote (its user.* keys).
+// completeConfigKey completes "[<remote>:] <key>" with the keys the remote
+// knows (GET /1.0/metadata/configuration) and those set on it (its user.*
+// keys).
 func (e *env) completeConfigKey(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 	return e.remoteThen(false, func(ctx context.Context, _ *cobra.Command, c *client.Client) ([]cobra.Completion, error) {
-		out := slices.Clone(configKeys)
-		if srv, _, err := c.Server(ctx); err == nil {
-			for k := range srv.Config {
-				if !slices.Contains(out, k) {
-					out = append(out, k)
-				}
+		srv, _, err := c.Server(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		if slices.Contains(srv.APIExtensions, metadataExtension) {
+			var meta api.MetadataConfiguration
+			if _, err := c.Get(ctx, "/1.0/metadata/configuration", &meta); err == nil {
+				out = meta.ServerKeys()
+			}
+		}
+		for k := range srv.Config {
+			if !slices.Contains(out, k) {
+				out = append(out, k)
 			}
 		}
 		return out, nil

@@ -3,21 +3,12 @@ package command
 import (
 	"bytes"
 	"context"
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"os"
-	"path"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
-
-	"github.com/trustlog/trustlog/functions/serverinfo"
 )
 
 // testTree builds the command tree with a configuration directory of its
@@ -179,108 +170,4 @@ func TestFormatCompletion(t *testing.T) {
 	if n < 6 {
 		t.Errorf("%d commands with --format", n)
 	}
-}
-
-// TestConfigKeysMatchServer: the configuration keys the CLI completes are
-// exactly those of the server's table (functions/serverinfo/keys.go, read
-// from its source, its constants resolved in their packages).
-func TestConfigKeysMatchServer(t *testing.T) {
-	t.Parallel()
-	for _, k := range configKeys {
-		if err := serverinfo.ValidateKey(k, ""); err != nil {
-			t.Errorf("the CLI completes %q: %v", k, err)
-		}
-	}
-	if !slices.IsSorted(configKeys) {
-		t.Error("configKeys is not sorted")
-	}
-	server := serverTableKeys(t)
-	slices.Sort(server)
-	if diff := cmp.Diff(server, configKeys); diff != "" {
-		t.Errorf("configuration keys (-server +cli):\n%s", diff)
-	}
-}
-
-// serverTableKeys reads the keys of the map literal "keys" in
-// functions/serverinfo/keys.go.
-func serverTableKeys(t *testing.T) []string {
-	t.Helper()
-	const module = "github.com/trustlog/trustlog/"
-	root := filepath.Join("..", "..")
-	fset := token.NewFileSet()
-	file, err := parser.ParseFile(fset, filepath.Join(root, "functions", "serverinfo", "keys.go"), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	imports := map[string]string{} // package name as used -> directory
-	for _, im := range file.Imports {
-		p, _ := strconv.Unquote(im.Path.Value)
-		name := path.Base(p)
-		if im.Name != nil {
-			name = im.Name.Name
-		}
-		if rel, ok := strings.CutPrefix(p, module); ok {
-			imports[name] = filepath.Join(root, filepath.FromSlash(rel))
-		}
-	}
-	constant := func(dir, name string) string {
-		t.Helper()
-		pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, pkg := range pkgs {
-			for _, f := range pkg.Files {
-				for _, d := range f.Decls {
-					g, ok := d.(*ast.GenDecl)
-					if !ok || g.Tok != token.CONST {
-						continue
-					}
-					for _, spec := range g.Specs {
-						vs := spec.(*ast.ValueSpec)
-						for i, n := range vs.Names {
-							if n.Name != name || i >= len(vs.Values) {
-								continue
-							}
-							if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-								v, _ := strconv.Unquote(lit.Value)
-								return v
-							}
-						}
-					}
-				}
-			}
-		}
-		t.Fatalf("no string constant %s in %s", name, dir)
-		return ""
-	}
-	var keys []string
-	ast.Inspect(file, func(n ast.Node) bool {
-		vs, ok := n.(*ast.ValueSpec)
-		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "keys" {
-			return true
-		}
-		for _, elt := range vs.Values[0].(*ast.CompositeLit).Elts {
-			switch k := elt.(*ast.KeyValueExpr).Key.(type) {
-			case *ast.BasicLit:
-				v, _ := strconv.Unquote(k.Value)
-				keys = append(keys, v)
-			case *ast.Ident:
-				keys = append(keys, constant(filepath.Join(root, "functions", "serverinfo"), k.Name))
-			case *ast.SelectorExpr:
-				dir, ok := imports[k.X.(*ast.Ident).Name]
-				if !ok {
-					t.Fatalf("key %s.%s from an unknown package", k.X, k.Sel)
-				}
-				keys = append(keys, constant(dir, k.Sel.Name))
-			default:
-				t.Fatalf("key of type %T in the server's table", k)
-			}
-		}
-		return false
-	})
-	if len(keys) < 10 {
-		t.Fatalf("read %d keys from the server's table", len(keys))
-	}
-	return keys
 }
